@@ -123,6 +123,26 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
+    prepare_for_kernel(&KernelSupport::probe(), program, args, policy)
+}
+
+/// [`prepare`] against a given description of the kernel instead of the probed one: the
+/// protections `kernel` lacks are treated as missing (fail closed, or best-effort). Tests use it
+/// to check the fail-closed decisions on kernels they do not run on; never claim more support
+/// than [`KernelSupport::probe`] reports, or spawning fails in the child.
+///
+/// # Errors
+/// As [`prepare`].
+pub fn prepare_for_kernel<I, S>(
+    support: &KernelSupport,
+    program: impl AsRef<OsStr>,
+    args: I,
+    policy: &SandboxPolicy,
+) -> Result<(tokio::process::Command, SandboxReport), SandboxError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
     let executable = resolve_executable(program.as_ref(), &policy.path)?;
     let canonical = std::fs::canonicalize(&executable)
         .map_err(|source| SandboxError::Executable { path: executable.clone(), source })?;
@@ -173,7 +193,6 @@ where
     write.extend(policy.write.iter().cloned());
 
     // Decide, in the parent, what the kernel can enforce; fail closed unless best-effort.
-    let support = KernelSupport::probe();
     let unsupported = |protection: &'static str, reason: String| -> Result<Protection, SandboxError> {
         if policy.best_effort {
             Ok(Protection { name: protection, state: ProtectionState::Missing, detail: reason })

@@ -156,20 +156,25 @@ pub(crate) fn build(deny_inet: bool) -> Result<Vec<Vec<libc::sock_filter>>, Sand
     Ok(programs)
 }
 
-/// Human-readable summary of what the filter denies, for the report.
+/// Short summary of what the filter denies, for the report (the full list is
+/// [`DENIED_SYSCALLS`] and `docs/sandbox.md`).
 pub fn describe(deny_inet: bool) -> String {
-    let mut s = String::from("denies ");
-    s.push_str(&DENIED_SYSCALLS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "));
-    s.push_str("; unshare/clone with ");
-    s.push_str(&NAMESPACE_FLAGS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join("|"));
-    s.push_str("; clone3 (ENOSYS); socket(AF_PACKET)");
+    let mut s = format!(
+        "deny-list of {} system calls (ptrace, mount, bpf, kexec, modules, keyrings...), namespace flags on unshare/clone, clone3, AF_PACKET sockets",
+        DENIED_SYSCALLS.len()
+    );
     if deny_inet {
-        s.push_str(", socket(AF_INET), socket(AF_INET6)");
+        s.push_str(", AF_INET/AF_INET6 sockets");
     }
     if cfg!(target_arch = "x86_64") {
-        s.push_str("; x32 system calls");
+        s.push_str(", x32 system calls");
     }
     s
+}
+
+/// Names of the namespace flags refused to `unshare` and `clone`.
+pub fn denied_namespace_flags() -> impl Iterator<Item = &'static str> {
+    NAMESPACE_FLAGS.iter().map(|(n, _)| *n)
 }
 
 fn target_arch() -> Result<TargetArch, SandboxError> {
