@@ -222,6 +222,14 @@ impl AuditStore for MemoryStore {
         seals: Vec<SealRow>,
     ) -> Result<(), StoreError> {
         let mut audit = lock(&self.inner.audit)?;
+        // Refuse the whole batch unless sequence numbers increase, as SQLite's primary key does.
+        let mut last = audit.0.last().map_or(0, |r| r.seq);
+        for r in &rows {
+            if r.seq <= last {
+                return Err(StoreError::Conflict { what: "audit record", key: r.seq.to_string() });
+            }
+            last = r.seq;
+        }
         audit.0.extend(rows);
         audit.1.extend(seals);
         Ok(())
@@ -237,17 +245,17 @@ impl AuditStore for MemoryStore {
         limit: usize,
     ) -> Result<Vec<AuditRow>, StoreError> {
         let audit = lock(&self.inner.audit)?;
-        Ok(audit.0.iter().filter(|r| r.seq > after_seq).take(limit).cloned().collect())
+        Ok(audit.0.iter().filter(|r| r.seq > after_seq).take(no_limit_if_zero(limit)).cloned().collect())
     }
 
     async fn audit_seals(&self, after_seq: u64, limit: usize) -> Result<Vec<SealRow>, StoreError> {
         let audit = lock(&self.inner.audit)?;
-        Ok(audit.1.iter().filter(|r| r.seq > after_seq).take(limit).cloned().collect())
+        Ok(audit.1.iter().filter(|r| r.seq > after_seq).take(no_limit_if_zero(limit)).cloned().collect())
     }
 
     async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRow>, StoreError> {
         let audit = lock(&self.inner.audit)?;
-        let limit = if query.limit == 0 { usize::MAX } else { query.limit };
+        let limit = no_limit_if_zero(query.limit);
         let matching = audit.0.iter().filter(|r| query.matches(r)).cloned();
         Ok(if query.newest_first {
             let mut v: Vec<AuditRow> = matching.collect();
@@ -257,5 +265,13 @@ impl AuditStore for MemoryStore {
         } else {
             matching.take(limit).collect()
         })
+    }
+}
+
+fn no_limit_if_zero(limit: usize) -> usize {
+    if limit == 0 {
+        usize::MAX
+    } else {
+        limit
     }
 }

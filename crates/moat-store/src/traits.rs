@@ -121,18 +121,19 @@ pub trait ApiKeyStore: Send + Sync {
 #[async_trait]
 pub trait AuditStore: Send + Sync {
     /// Appends records and seals in one transaction: all are durable when this returns,
-    /// or none are written.
+    /// or none are written. Sequence numbers must increase; a batch that repeats one is
+    /// refused whole.
     async fn append_audit(&self, rows: Vec<AuditRow>, seals: Vec<SealRow>)
         -> Result<(), StoreError>;
 
     /// The last record, if any.
     async fn audit_head(&self) -> Result<Option<AuditRow>, StoreError>;
 
-    /// Records with `seq > after_seq`, oldest first, at most `limit`.
+    /// Records with `seq > after_seq`, oldest first, at most `limit` (0: all).
     async fn audit_records(&self, after_seq: u64, limit: usize)
         -> Result<Vec<AuditRow>, StoreError>;
 
-    /// Seals with `seq > after_seq`, oldest first, at most `limit`.
+    /// Seals with `seq > after_seq`, oldest first, at most `limit` (0: all).
     async fn audit_seals(&self, after_seq: u64, limit: usize) -> Result<Vec<SealRow>, StoreError>;
 
     /// Records that match a filter.
