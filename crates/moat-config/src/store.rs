@@ -1,0 +1,16 @@
+//! `[store]`: where sessions, pins, rate-limit buckets, API keys and audit records live
+//! (docs/store.md).
+
+use serde::{Deserialize, Serialize};
+
+/// `[store]`: the state store.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://PATH` (optionally `?synchronous=full`), `redis://HOST[:PORT][/DB]` or
+    /// `memory`. Default (`None`): `sqlite://` under the user's data directory,
+    /// e.g. `~/.local/share/moat/moat.db`. Messages print a Redis URL with its password
+    /// replaced by `***`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
