@@ -22,11 +22,17 @@ struct Cli {
 // One variant per subcommand; keep them alphabetical.
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the built-in, deliberately vulnerable MCP demo server.
+    DemoServer(cmd::demo_server::Args),
+    /// Inspect the Linux sandbox for stdio upstreams (`moat sandbox check`).
+    Sandbox(cmd::sandbox::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     cmd::init_logging(&cli.log);
     match cli.command {
+        Command::DemoServer(args) => cmd::demo_server::run(args),
+        Command::Sandbox(args) => cmd::sandbox::run(args),
     }
 }

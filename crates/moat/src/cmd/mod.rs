@@ -1,5 +1,8 @@
 //! Subcommands. Each module exposes `Args` (clap) and `run(args) -> ExitCode`.
 
+pub mod demo_server;
+pub mod sandbox;
+
 use tracing_subscriber::EnvFilter;
 
 /// Logs go to stderr, so that stdout stays free for data (and for the stdio transport).
