@@ -110,7 +110,7 @@ impl OAuthSettings {
             leeway_seconds: DEFAULT_LEEWAY_SECONDS,
             authorization_servers: Vec::new(),
             scopes_supported: Vec::new(),
-            jwks_refetch_interval: Duration::from_secs(30),
+            jwks_refetch_interval: Duration::from_secs(10),
             jwks_max_age: Duration::from_secs(15 * 60),
             introspection_cache_ttl: Duration::from_secs(5 * 60),
         }

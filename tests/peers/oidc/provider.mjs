@@ -18,7 +18,26 @@
 //   POST /__test/rotate  -> adds a new RSA signing key in front (the old one stays published)
 import http from 'node:http';
 import crypto from 'node:crypto';
-import Provider from 'oidc-provider';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+// oidc-provider from this folder's node_modules, or from $MOAT_NODE_MODULES (where the test
+// runner may have installed the peers); ESM imports ignore NODE_PATH, hence the explicit path.
+async function loadProvider() {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const roots = [process.env.MOAT_NODE_MODULES, path.join(here, 'node_modules')].filter(Boolean);
+  for (const root of roots) {
+    const pkgFile = path.join(root, 'oidc-provider', 'package.json');
+    if (fs.existsSync(pkgFile)) {
+      const pkg = JSON.parse(fs.readFileSync(pkgFile, 'utf8'));
+      const entry = path.join(root, 'oidc-provider', pkg.main ?? 'lib/index.js');
+      return (await import(pathToFileURL(entry).href)).default;
+    }
+  }
+  throw new Error(`oidc-provider not found in ${roots.join(', ')}`);
+}
+const Provider = await loadProvider();
 
 const port = Number(process.argv[2] ?? process.env.MOAT_OIDC_PORT ?? 0);
 const audience = process.env.MOAT_OIDC_AUDIENCE ?? 'http://127.0.0.1:1/mcp';
