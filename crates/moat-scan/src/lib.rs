@@ -18,9 +18,11 @@ pub mod clients;
 pub mod discover;
 pub mod ignore;
 pub mod model;
+pub mod pins;
 pub mod parse;
 pub mod registry;
 pub mod rules;
+pub mod live;
 pub mod secrets;
 
 pub use clients::{Os, Roots};
