@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Default address-space limit (`RLIMIT_AS`), in MiB. Node.js 20 and CPython start in far less.
+/// Default memory limit (`RLIMIT_DATA`: heap and private writable mappings), in MiB.
 pub const DEFAULT_MEMORY_MB: u64 = 1024;
 /// Default CPU-time limit (`RLIMIT_CPU`), in seconds of CPU (not wall clock) over the life of
 /// the process; the gateway restarts an upstream that reaches it.
@@ -44,9 +44,14 @@ pub struct SandboxConfig {
     /// Lowercase hex SHA-256 of the executable; a mismatch refuses the start. Default: not pinned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
-    /// Address-space limit in MiB (`RLIMIT_AS`).
+    /// Memory limit in MiB (`RLIMIT_DATA`: heap and private writable mappings). Not `RLIMIT_AS`
+    /// by default: V8 sizes its heap from the address-space limit and Go and the JVM reserve far
+    /// more address space than they use, so a tight `RLIMIT_AS` breaks them.
     #[serde(default = "default_memory_mb")]
     pub memory_mb: u64,
+    /// Address-space limit in MiB (`RLIMIT_AS`), which also bounds shared mappings. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address_space_mb: Option<u64>,
     /// CPU-time limit in seconds (`RLIMIT_CPU`).
     #[serde(default = "default_cpu_seconds")]
     pub cpu_seconds: u64,
@@ -71,6 +76,7 @@ impl Default for SandboxConfig {
             best_effort: false,
             sha256: None,
             memory_mb: DEFAULT_MEMORY_MB,
+            address_space_mb: None,
             cpu_seconds: DEFAULT_CPU_SECONDS,
             open_files: DEFAULT_OPEN_FILES,
             processes: DEFAULT_PROCESSES,

@@ -8,7 +8,8 @@
 //! - a cleared environment: only the policy's `env` pairs, `PATH`, `HOME` (a private directory,
 //!   created mode 0700) and `TMPDIR` (`HOME/tmp`);
 //! - its own process group (`process_group(0)`) and `kill_on_drop`;
-//! - `no_new_privs`, and rlimits on address space, CPU time, open files and processes;
+//! - `no_new_privs`, and rlimits on memory (`RLIMIT_DATA`, optionally `RLIMIT_AS`), CPU time,
+//!   open files and processes;
 //! - Landlock: read (and execute) only the system directories, the executable's own
 //!   directories, `/proc/self` and the configured `read` paths; write only its home and the
 //!   configured `write` paths; with ABI 4+, TCP `connect`/`bind` only as the policy allows; with
@@ -36,6 +37,7 @@ mod policy;
 mod probe;
 mod report;
 pub mod seccomp;
+mod selftest;
 mod sys;
 
 use std::ffi::{OsStr, OsString};
@@ -53,6 +55,7 @@ pub use error::SandboxError;
 pub use policy::{parse_sha256, HostPort, Limits, Network, SandboxPolicy, DEFAULT_PATH};
 pub use probe::{KernelSupport, LandlockSupport, UserNamespaces};
 pub use report::{Protection, ProtectionState, SandboxReport};
+pub use selftest::{self_test, SelfTest};
 
 /// System paths every child may read and execute: the loader, shared libraries, interpreters,
 /// CA certificates, name resolution and time zone data, user and group names (not passwords).
@@ -214,7 +217,7 @@ where
             let child = build_landlock(abi, &read, &write, &policy.network, tcp_rules)?;
             protections.push(enforced(
                 "filesystem",
-                format!("landlock ABI {abi}: read {} paths, write {} paths", read.len(), write.len()),
+                format!("landlock ABI {abi}: {} readable and {} writable paths", read.len(), write.len()),
             ));
             if abi >= 6 {
                 protections.push(enforced("scopes", "no signals or abstract unix sockets outside the sandbox".into()));
@@ -434,6 +437,9 @@ fn rlimits(limits: &Limits) -> Vec<(libc::__rlimit_resource_t, libc::rlimit)> {
         out.push((resource, libc::rlimit { rlim_cur: soft, rlim_max: hard }));
     };
     if let Some(bytes) = limits.memory_bytes {
+        push(libc::RLIMIT_DATA, bytes, bytes);
+    }
+    if let Some(bytes) = limits.address_space_bytes {
         push(libc::RLIMIT_AS, bytes, bytes);
     }
     if let Some(secs) = limits.cpu_seconds {
@@ -452,8 +458,9 @@ fn rlimits(limits: &Limits) -> Vec<(libc::__rlimit_resource_t, libc::rlimit)> {
 fn describe_limits(limits: &Limits) -> String {
     let show = |v: Option<u64>, unit: &str| v.map_or("inherited".to_owned(), |v| format!("{v}{unit}"));
     format!(
-        "memory={} cpu={} open_files={} processes={}",
+        "memory={} address_space={} cpu={} open_files={} processes={}",
         show(limits.memory_bytes.map(|b| b / (1024 * 1024)), "MiB"),
+        show(limits.address_space_bytes.map(|b| b / (1024 * 1024)), "MiB"),
         show(limits.cpu_seconds, "s"),
         show(limits.open_files, ""),
         show(limits.processes, ""),

@@ -37,8 +37,12 @@ pub struct SandboxPolicy {
 /// rlimits; `None` leaves the parent's limit in place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// `RLIMIT_AS`, bytes of address space.
+    /// `RLIMIT_DATA`, bytes of heap and private writable mappings: what a runaway allocation
+    /// consumes, without the address-space reservations of V8, Go or the JVM.
     pub memory_bytes: Option<u64>,
+    /// `RLIMIT_AS`, bytes of address space (also bounds shared mappings, which `RLIMIT_DATA`
+    /// does not count). Off by default: V8 sizes its heap from it.
+    pub address_space_bytes: Option<u64>,
     /// `RLIMIT_CPU`, seconds of CPU time (SIGXCPU at the limit, SIGKILL one second later).
     pub cpu_seconds: Option<u64>,
     /// `RLIMIT_NOFILE`.
@@ -52,6 +56,7 @@ impl Default for Limits {
         use crate::config as d;
         Limits {
             memory_bytes: Some(d::DEFAULT_MEMORY_MB.saturating_mul(1024 * 1024)),
+            address_space_bytes: None,
             cpu_seconds: Some(d::DEFAULT_CPU_SECONDS),
             open_files: Some(d::DEFAULT_OPEN_FILES),
             processes: Some(d::DEFAULT_PROCESSES),
@@ -166,6 +171,7 @@ impl SandboxPolicy {
         policy.sha256 = config.sha256.as_deref().map(parse_sha256).transpose()?;
         policy.limits = Limits {
             memory_bytes: Some(config.memory_mb.saturating_mul(1024 * 1024)),
+            address_space_bytes: config.address_space_mb.map(|mb| mb.saturating_mul(1024 * 1024)),
             cpu_seconds: Some(config.cpu_seconds),
             open_files: Some(config.open_files),
             processes: Some(config.processes),

@@ -166,15 +166,19 @@ async fn memory_limit_stops_a_runaway_child() {
         return missing_peer("memory_limit_stops_a_runaway_child", "python3");
     };
     let tmp = TempDir::new("mem");
-    let mut p = policy(tmp.path());
-    p.limits.memory_bytes = Some(256 * 1024 * 1024);
-    // Grow until something gives: with RLIMIT_AS it is the allocation.
+    // Grow until something gives: under an rlimit it is the allocation, and CPython says so.
     let script = "chunks = []\nwhile True:\n    chunks.append(bytearray(16 * 1024 * 1024))\n";
-    let o = run(&p, python.to_str().unwrap(), &["-c", script]).await;
-    assert!(!o.status.success(), "runaway child was not stopped");
-    assert_eq!(o.status.code(), Some(1), "{}", describe_exit(o.status));
-    assert!(stderr(&o).contains("MemoryError"), "stderr: {}", stderr(&o));
-    assert_eq!(describe_exit(o.status), "exited with status 1");
+    let limit = 256 * 1024 * 1024;
+    for (memory, address_space) in [(Some(limit), None), (None, Some(limit))] {
+        let mut p = policy(tmp.path());
+        p.limits.memory_bytes = memory;
+        p.limits.address_space_bytes = address_space;
+        let o = run(&p, python.to_str().unwrap(), &["-c", script]).await;
+        assert!(!o.status.success(), "runaway child was not stopped ({memory:?}, {address_space:?})");
+        assert_eq!(o.status.code(), Some(1), "{}", describe_exit(o.status));
+        assert!(stderr(&o).contains("MemoryError"), "stderr: {}", stderr(&o));
+        assert_eq!(describe_exit(o.status), "exited with status 1");
+    }
 }
 
 #[tokio::test]
