@@ -224,7 +224,7 @@ async fn sha256_pin_refuses_a_mismatched_executable_and_accepts_the_right_one() 
     let mut p = policy(tmp.path());
     let wrong = [0x11u8; 32];
     p.sha256 = Some(wrong);
-    let err = prepare("true", Vec::<&str>::new(), &p).err().expect("mismatch must refuse");
+    let err = prepare("true", Vec::<&str>::new(), &p).expect_err("mismatch must refuse");
     let actual = sha256_file(&std::fs::canonicalize(moat_sandbox::resolve_executable("true".as_ref(), &p.path).unwrap()).unwrap()).unwrap();
     match &err {
         SandboxError::HashMismatch { expected, actual: found, .. } => {
@@ -272,7 +272,7 @@ fn missing_landlock_fails_closed_unless_best_effort() {
         scopes: false,
     };
     let mut p = policy(tmp.path());
-    let err = prepare_for_kernel(&kernel, "true", Vec::<&str>::new(), &p).err().expect("must refuse");
+    let err = prepare_for_kernel(&kernel, "true", Vec::<&str>::new(), &p).expect_err("must refuse");
     assert!(matches!(err, SandboxError::Unsupported { protection: "filesystem", .. }), "{err}");
     assert!(err.help().is_some_and(|h| h.contains("best_effort")));
 
@@ -297,7 +297,7 @@ fn tcp_allow_list_needs_landlock_abi_4() {
     kernel.landlock.scopes = false;
     let mut p = policy(tmp.path());
     p.network = Network::AllowList(vec![HostPort::parse("example.com:443").unwrap()]);
-    let err = prepare_for_kernel(&kernel, "true", Vec::<&str>::new(), &p).err().expect("must refuse");
+    let err = prepare_for_kernel(&kernel, "true", Vec::<&str>::new(), &p).expect_err("must refuse");
     assert!(matches!(err, SandboxError::Unsupported { protection: "network", .. }), "{err}");
     assert!(err.to_string().contains("ABI 4"), "{err}");
 
