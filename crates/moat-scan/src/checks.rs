@@ -3,7 +3,7 @@
 
 use std::sync::OnceLock;
 
-use moat_detect::{Finding, Owasp, Severity};
+use moat_detect::{Detector, Finding, Owasp, Severity};
 use regex::Regex;
 
 use crate::model::{ScanFinding, ServerEntry, Transport};
@@ -13,13 +13,17 @@ use crate::rules::{self, ScanRule};
 use crate::secrets;
 
 /// Runs every static check on `server`.
-pub fn check_server(server: &ServerEntry, registry: Option<&Registry>) -> Vec<ScanFinding> {
+pub fn check_server(
+    server: &ServerEntry,
+    detector: &Detector,
+    registry: Option<&Registry>,
+) -> Vec<ScanFinding> {
     let mut out = Vec::new();
     unpinned_package(server, &mut out);
     mutable_image(server, &mut out);
     plain_http(server, &mut out);
     piped_download(server, &mut out);
-    inline_secrets(server, &mut out);
+    inline_secrets(server, detector, &mut out);
     if let Some(registry) = registry {
         if !registry.allows(server) {
             out.push(finding(
@@ -475,7 +479,7 @@ fn is_placeholder(value: &str) -> bool {
         || stripped.chars().all(|c| c == '*' || c == 'x' || c == '.')
 }
 
-fn inline_secrets(server: &ServerEntry, out: &mut Vec<ScanFinding>) {
+fn inline_secrets(server: &ServerEntry, detector: &Detector, out: &mut Vec<ScanFinding>) {
     let mut flagged: Vec<String> = Vec::new();
     let mut push = |out: &mut Vec<ScanFinding>, pointer: String, what: String, secret: &str| {
         if flagged.contains(&pointer) {
@@ -509,8 +513,13 @@ fn inline_secrets(server: &ServerEntry, out: &mut Vec<ScanFinding>) {
         if is_reference(value) {
             continue;
         }
-        if let Some(hit) = secrets::find(value).into_iter().next() {
-            push(out, pointer.clone(), format!("a {} ", hit.kind) + "secret", &hit.secret);
+        if let Some(hit) = secrets::find(detector, value).into_iter().next() {
+            push(
+                out,
+                pointer.clone(),
+                format!("a {} (rule {})", hit.kind, hit.rule),
+                &hit.secret,
+            );
         }
     }
 
@@ -618,8 +627,13 @@ mod tests {
         s
     }
 
+    fn detector() -> Detector {
+        static D: std::sync::OnceLock<Detector> = std::sync::OnceLock::new();
+        D.get_or_init(|| Detector::builtin().unwrap()).clone()
+    }
+
     fn rules_of(s: &ServerEntry) -> Vec<String> {
-        check_server(s, None)
+        check_server(s, &detector(), None)
             .into_iter()
             .map(|f| f.finding.rule)
             .collect()
@@ -627,7 +641,11 @@ mod tests {
 
     #[test]
     fn npx_without_version_is_unpinned() {
-        let f = check_server(&stdio("npx", &["-y", "@modelcontextprotocol/server-github"]), None);
+        let f = check_server(
+            &stdio("npx", &["-y", "@modelcontextprotocol/server-github"]),
+            &detector(),
+            None,
+        );
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].finding.rule, rules::UNPINNED_PACKAGE);
         assert_eq!(f[0].finding.location, "/mcpServers/s/args/1");
@@ -671,6 +689,7 @@ mod tests {
     fn container_images_need_a_digest() {
         let f = check_server(
             &stdio("docker", &["run", "-i", "--rm", "-e", "X", "ghcr.io/github/github-mcp-server"]),
+            &detector(),
             None,
         );
         assert_eq!(f.len(), 1);
@@ -711,7 +730,7 @@ mod tests {
         s.env.insert("OTHER_TOKEN".into(), "${env:OTHER_TOKEN}".into());
         s.env.insert("API_KEY".into(), "<your-api-key>".into());
         s.env.insert("LOG_LEVEL".into(), "debug".into());
-        let f = check_server(&s, None);
+        let f = check_server(&s, &detector(), None);
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(f[0].finding.rule, rules::INLINE_SECRET);
         assert_eq!(f[0].finding.owasp, Owasp::Mcp01);
@@ -723,7 +742,7 @@ mod tests {
     fn authorization_header_and_url_password_are_secrets() {
         let mut s = remote("https://user:hunter2secret@mcp.example.com/mcp");
         s.headers.insert("Authorization".into(), "Bearer sk-live-0123456789abcdef".into());
-        let f = check_server(&s, None);
+        let f = check_server(&s, &detector(), None);
         let locs: Vec<_> = f.iter().map(|f| f.finding.location.as_str()).collect();
         assert!(locs.contains(&"/mcpServers/s/headers/Authorization"), "{locs:?}");
         assert!(locs.contains(&"/mcpServers/s/url"), "{locs:?}");

@@ -12,6 +12,7 @@
     allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)
 )]
 
+pub mod analyze;
 pub mod canonical;
 pub mod checks;
 pub mod clients;
@@ -21,10 +22,14 @@ pub mod model;
 pub mod pins;
 pub mod parse;
 pub mod registry;
+pub mod report;
 pub mod rules;
+pub mod scan;
 pub mod live;
 pub mod secrets;
 
 pub use clients::{Os, Roots};
 pub use discover::{discover, DiscoverOptions, Inventory};
 pub use model::{Client, ConfigFile, ScanFinding, Scope, ServerEntry, Transport};
+pub use report::Report;
+pub use scan::{run, ScanError, ScanOptions};

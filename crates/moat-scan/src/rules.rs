@@ -1,5 +1,10 @@
 //! The scanner's own rules (`MOAT-SCAN-0xx`): each has an OWASP MCP risk, a default severity
 //! and a description, which SARIF output and `docs/scan.md` repeat.
+//!
+//! What a server offers (tool poisoning, hidden text, a tool name offered by two servers, a
+//! description that names another server's tool) is judged by `moat-detect`'s rules
+//! (`MOAT-TP-*`, `MOAT-HID-*`, ...); configuration values are checked for secrets with its
+//! secret rules (`MOAT-SEC-*`). The rules here cover what only the scanner can see.
 
 use moat_detect::{Owasp, Severity};
 
@@ -30,8 +35,6 @@ pub const CONNECT_FAILED: &str = "MOAT-SCAN-020";
 pub const PIN_NEW: &str = "MOAT-SCAN-030";
 pub const PIN_CHANGED: &str = "MOAT-SCAN-031";
 pub const PIN_REMOVED: &str = "MOAT-SCAN-032";
-pub const NAME_COLLISION: &str = "MOAT-SCAN-033";
-pub const SHADOWING: &str = "MOAT-SCAN-034";
 
 /// Every scanner rule, in id order.
 pub const RULES: &[ScanRule] = &[
@@ -133,24 +136,6 @@ pub const RULES: &[ScanRule] = &[
         severity: Severity::Low,
         summary: "A pinned tool, prompt or resource is no longer offered by its server.",
         help: "If the removal is expected, re-pin with `--write-pins`.",
-    },
-    ScanRule {
-        id: NAME_COLLISION,
-        name: "ToolNameCollision",
-        owasp: Owasp::Mcp03,
-        also: &[],
-        severity: Severity::Medium,
-        summary: "Two different servers offer a tool with the same name, so a client may call the wrong one.",
-        help: "Remove one of the servers or use a gateway that namespaces tool names.",
-    },
-    ScanRule {
-        id: SHADOWING,
-        name: "CrossServerShadowing",
-        owasp: Owasp::Mcp03,
-        also: &[Owasp::Mcp06],
-        severity: Severity::High,
-        summary: "A tool's description or instructions mention a tool of another server by name, which is how one server steers or overrides another (tool shadowing).",
-        help: "Read the description; remove the server if it tells the model how to use tools it does not own.",
     },
 ];
 

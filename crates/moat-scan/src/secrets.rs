@@ -3,19 +3,47 @@
 //! The patterns themselves live in `moat-detect` (one set of secret rules for the gateway,
 //! the wrapper and the scanner); this module is the scanner's call site and its masking.
 
+use moat_detect::Detector;
+
 /// One secret found in a value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretHit {
-    /// What kind of secret (`GitHub token`), for the message.
+    /// The detection rule that matched (`MOAT-SEC-003`).
+    pub rule: String,
+    /// What kind of secret (`github token`), for the message.
     pub kind: String,
     /// The matched secret itself; never printed, only masked.
     pub secret: String,
 }
 
-/// Secrets that the detection engine's secret rules find in `value`.
-pub fn find(value: &str) -> Vec<SecretHit> {
-    let _ = value;
-    Vec::new()
+/// Secrets that the detection engine's secret rules (`MOAT-SEC-*`) find in `value`.
+pub fn find(detector: &Detector, value: &str) -> Vec<SecretHit> {
+    detector
+        .scan_text(value)
+        .into_iter()
+        .filter(|f| f.rule.starts_with("MOAT-SEC-"))
+        .map(|f| {
+            let secret = f
+                .span
+                .as_ref()
+                .and_then(|r| value.get(r.clone()))
+                .unwrap_or(value)
+                .to_owned();
+            SecretHit {
+                kind: kind_of(&f.rule, detector),
+                rule: f.rule,
+                secret,
+            }
+        })
+        .collect()
+}
+
+fn kind_of(rule: &str, detector: &Detector) -> String {
+    detector
+        .rules()
+        .find(|r| r.id == rule)
+        .map(|r| r.name.replace('-', " "))
+        .unwrap_or_else(|| "secret".to_owned())
 }
 
 /// A form of `secret` safe to print: a short prefix (which names the kind of token, such as
