@@ -8,7 +8,8 @@
 //! - a cleared environment: only the policy's `env` pairs, `PATH`, `HOME` (a private directory,
 //!   created mode 0700) and `TMPDIR` (`HOME/tmp`);
 //! - its own process group (`process_group(0)`) and `kill_on_drop`;
-//! - `no_new_privs`, and rlimits on memory (`RLIMIT_DATA`, optionally `RLIMIT_AS`), CPU time,
+//! - an empty capability bounding set (a root gateway's child does not keep root's
+//!   capabilities), `no_new_privs`, and rlimits on memory (`RLIMIT_DATA`, optionally `RLIMIT_AS`), CPU time,
 //!   open files and processes;
 //! - Landlock: read (and execute) only the system directories, the executable's own
 //!   directories, `/proc/self` and the configured `read` paths; write only its home and the
@@ -276,6 +277,7 @@ where
     let rlimits = rlimits(&policy.limits);
     protections.push(enforced("rlimits", describe_limits(&policy.limits)));
     protections.push(enforced("no_new_privs", "set before exec".into()));
+    protections.push(enforced("capabilities", "bounding and ambient sets emptied before exec".into()));
     let mut names: Vec<String> = policy.env.iter().map(|(n, _)| n.to_string_lossy().into_owned()).collect();
     names.extend(["PATH", "HOME", "TMPDIR"].map(String::from));
     protections.push(enforced("environment", format!("cleared; passes {}", names.join(", "))));
@@ -465,6 +467,20 @@ fn describe_limits(limits: &Limits) -> String {
         show(limits.open_files, ""),
         show(limits.processes, ""),
     )
+}
+
+/// The default private home of an upstream: `STATE_DIR/sandbox-home/NAME`, with every character
+/// of the upstream name outside `[A-Za-z0-9._-]` replaced by `_` (and a leading `.` too), so that
+/// a name cannot climb out of the directory.
+pub fn default_home(state_dir: &Path, upstream: &str) -> PathBuf {
+    let mut name: String = upstream
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+        .collect();
+    if name.is_empty() || name.starts_with('.') {
+        name.insert(0, '_');
+    }
+    state_dir.join("sandbox-home").join(name)
 }
 
 /// Environment pairs as [`SandboxPolicy::env`] wants them.

@@ -1,5 +1,5 @@
 //! The only `unsafe` code of Moat: what runs in the forked child between `fork` and `exec`
-//! (rlimits, `no_new_privs`, Landlock, seccomp), and the one read-only Landlock version query.
+//! (rlimits, capability bounding set, `no_new_privs`, Landlock, seccomp), and the one read-only Landlock version query.
 //!
 //! Everything the child needs is computed and allocated in the parent ([`ChildSetup`]); the
 //! closure given to `pre_exec` only makes system calls on that data, because after `fork` in a
@@ -93,6 +93,23 @@ fn apply(
             return Err(io::Error::last_os_error());
         }
     }
+    // Drop every capability from the bounding set and the ambient set, so that a child of a
+    // root gateway does not get root's capabilities back at exec. Without CAP_SETPCAP (a
+    // gateway that is not root) the drop fails with EPERM, and there is nothing to drop: an
+    // unprivileged process has no capabilities after exec, and no_new_privs keeps file
+    // capabilities from granting any. EINVAL marks the end of the kernel's capability list.
+    for cap in 0..64 {
+        // SAFETY: prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) takes no pointers.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) } != 0 {
+            match io::Error::last_os_error().raw_os_error() {
+                Some(libc::EINVAL) | Some(libc::EPERM) => break,
+                _ => return Err(io::Error::last_os_error()),
+            }
+        }
+    }
+    // SAFETY: prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) takes no pointers; EINVAL
+    // on kernels before 4.3, which have no ambient set to clear.
+    unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
     // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) takes no pointers.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         return Err(io::Error::last_os_error());

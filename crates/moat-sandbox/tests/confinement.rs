@@ -343,3 +343,29 @@ fn not_found_and_bad_config_values_are_clear_errors() {
     p2.read = vec![tmp.path().join("does-not-exist")];
     assert!(matches!(prepare("true", Vec::<&str>::new(), &p2), Err(SandboxError::Path { .. })));
 }
+
+#[tokio::test]
+async fn child_has_no_capabilities_even_under_a_root_parent() {
+    let tmp = TempDir::new("caps");
+    let p = policy(tmp.path());
+    let o = run(&p, "cat", &["/proc/self/status"]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let status = stdout(&o);
+    for field in ["CapEff:", "CapPrm:", "CapBnd:", "CapAmb:"] {
+        let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+        assert!(line.ends_with("0000000000000000"), "{line}");
+    }
+    let nnp = status.lines().find(|l| l.starts_with("NoNewPrivs:")).unwrap();
+    assert!(nnp.ends_with('1'), "{nnp}");
+    let seccomp = status.lines().find(|l| l.starts_with("Seccomp:")).unwrap();
+    assert!(seccomp.ends_with('2'), "seccomp filter mode expected: {seccomp}");
+}
+
+#[test]
+fn default_home_cannot_climb_out() {
+    let state = std::path::Path::new("/var/lib/moat");
+    assert_eq!(moat_sandbox::default_home(state, "files"), state.join("sandbox-home/files"));
+    assert_eq!(moat_sandbox::default_home(state, "../../etc"), state.join("sandbox-home/_.._.._etc"));
+    assert_eq!(moat_sandbox::default_home(state, ".."), state.join("sandbox-home/_.."));
+    assert_eq!(moat_sandbox::default_home(state, ""), state.join("sandbox-home/_"));
+}
