@@ -7,10 +7,14 @@
 //! binary resolves when it starts.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
+pub mod audit;
+pub mod auth;
 pub mod duration;
 pub mod error;
 pub mod gateway;
+pub mod sandbox;
 pub mod secret;
+pub mod store;
 pub mod upstream;
 mod locate;
 mod validate;
@@ -39,6 +43,14 @@ pub struct Config {
     pub sessions: SessionsConfig,
     #[serde(default, rename = "upstream")]
     pub upstreams: Vec<UpstreamConfig>,
+    #[serde(default)]
+    pub store: store::StoreConfig,
+    #[serde(default)]
+    pub auth: auth::AuthConfig,
+    #[serde(default)]
+    pub policy: auth::PolicyConfig,
+    #[serde(default)]
+    pub audit: audit::AuditConfig,
 }
 
 /// Where a configuration came from; named in every error.

@@ -25,6 +25,9 @@ pub struct UpstreamConfig {
     /// Endpoint of a Streamable HTTP server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// How a stdio upstream is confined (docs/sandbox.md). Absent: the safe defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<crate::sandbox::SandboxConfig>,
     /// Longest time one request to this upstream may take.
     #[serde(default = "default_timeout")]
     pub timeout: Duration,

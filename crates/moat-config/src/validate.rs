@@ -116,6 +116,14 @@ pub(crate) fn validate(config: &Config, source: &str, origin: &Origin) -> Result
         }
     }
 
+    for p in config.auth.problems() {
+        let e = ConfigError::at(origin, source, &p.key, p.message);
+        errors.push(match p.help {
+            Some(h) => e.with_help(h),
+            None => e,
+        });
+    }
+
     if errors.is_empty() {
         Ok(())
     } else {

@@ -1,1 +1,88 @@
-//! moat-gateway
+//! The gateway: Moat is itself the MCP server its clients see. It answers `initialize`,
+//! aggregates the lists of its upstream servers under namespaced names, routes calls, and
+//! routes server-to-client requests back to the client session that caused them.
+//!
+//! The path of a message (ARCHITECTURE.md): front ([`front::http`] or [`front::stdio`]) →
+//! session ([`session`]) → [`router`] → upstream ([`upstream`]) and back.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod front;
+pub mod names;
+pub mod router;
+pub mod session;
+pub mod upstream;
+
+pub use router::{Reply, Router, StreamItem};
+pub use session::{Session, SessionTable};
+pub use upstream::Upstream;
+
+use std::time::Duration;
+
+use moat_config::LoadedConfig;
+use tokio::sync::mpsc;
+
+/// How often expired sessions are swept.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on `{0}`: {1}")]
+    Listen(std::net::SocketAddr, std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] front::tls::TlsError),
+    #[error("the configuration has no upstream; add an `[[upstream]]` table")]
+    NoUpstream,
+}
+
+/// Starts every upstream and the router over them.
+pub fn start_router(loaded: &LoadedConfig) -> Result<std::sync::Arc<Router>, StartError> {
+    let config = &loaded.config;
+    if config.upstreams.is_empty() {
+        return Err(StartError::NoUpstream);
+    }
+    let (events_tx, events_rx) = mpsc::channel(1024);
+    let upstreams = config
+        .upstreams
+        .iter()
+        .enumerate()
+        .map(|(i, u)| Upstream::start(i, u.clone(), loaded.base_dir(), events_tx.clone()))
+        .collect();
+    let sessions = SessionTable::new(config.sessions.idle_timeout.0, config.sessions.max_lifetime.0, config.gateway.max_sessions);
+    sessions.spawn_sweeper(SWEEP_EVERY);
+    Ok(Router::new(upstreams, events_rx, sessions, &config.gateway.name_separator))
+}
+
+/// Runs `moat gateway` until `shutdown` resolves; upstreams are stopped on the way out.
+pub async fn run_gateway(loaded: LoadedConfig, shutdown: impl std::future::Future<Output = ()>) -> Result<(), StartError> {
+    let g = &loaded.config.gateway;
+    let tls = match (&g.tls_cert, &g.tls_key) {
+        (Some(c), Some(k)) => Some(front::tls::acceptor(c.clone(), k.clone(), loaded.base_dir())?),
+        _ => None,
+    };
+    let router = start_router(&loaded)?;
+    let listener = tokio::net::TcpListener::bind(g.listen).await.map_err(|e| StartError::Listen(g.listen, e))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let local = listener.local_addr().unwrap_or(g.listen);
+    tracing::info!(endpoint = %format!("{scheme}://{local}{}", g.path), upstreams = loaded.config.upstreams.len(), "moat gateway listening");
+    let app = front::http::HttpFront::new(router.clone(), g).app();
+    front::http::serve(listener, app, tls, shutdown).await;
+    for up in router.upstreams() {
+        up.shutdown().await;
+    }
+    Ok(())
+}
+
+/// Runs `moat wrap`: the stdio front around the configured single upstream.
+pub async fn run_wrap(loaded: LoadedConfig) -> Result<(), StartError> {
+    let limits = moat_mcp::Limits { max_bytes: loaded.config.gateway.max_body_bytes, max_depth: loaded.config.gateway.max_json_depth };
+    let router = start_router(&loaded)?;
+    let result = front::stdio::serve(router.clone(), limits).await;
+    for up in router.upstreams() {
+        up.shutdown().await;
+    }
+    if let Err(e) = result {
+        tracing::error!(error = %e, "stdio front failed");
+    }
+    Ok(())
+}

@@ -1,0 +1,252 @@
+//! Upstream servers: each is started (or connected to), initialized, watched, and
+//! restarted with backoff when it dies. What it sends that is not an answer goes to the
+//! router as an [`UpstreamEvent`].
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use moat_config::{EnvValue, UpstreamConfig};
+use moat_mcp::transport::{http::HttpTransport, stdio::StdioTransport, Transport};
+use moat_mcp::{jsonrpc, Connection, Inbound, ProtocolVersion};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, watch};
+
+/// How long Moat waits for an upstream's `initialize` answer.
+const INIT_TIMEOUT: Duration = Duration::from_secs(30);
+const BACKOFF_START: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A run this long resets the backoff: the upstream was healthy, not crash-looping.
+const HEALTHY_RUN: Duration = Duration::from_secs(60);
+
+/// What an upstream said about itself in `initialize`.
+#[derive(Debug, Clone)]
+pub struct UpstreamInfo {
+    pub protocol_version: String,
+    pub capabilities: Value,
+    pub server_info: Value,
+    pub instructions: Option<String>,
+}
+
+/// Something an upstream did that the router must handle.
+#[derive(Debug)]
+pub enum UpstreamEvent {
+    /// A server request or notification.
+    Message { upstream: usize, inbound: Inbound },
+    /// The upstream is (again) initialized and serving.
+    Ready { upstream: usize },
+}
+
+/// One upstream server and its current connection.
+#[derive(Debug)]
+pub struct Upstream {
+    pub name: String,
+    pub index: usize,
+    pub config: UpstreamConfig,
+    base_dir: PathBuf,
+    conn: RwLock<Option<Arc<Connection>>>,
+    info: RwLock<Option<UpstreamInfo>>,
+    ready: watch::Sender<bool>,
+    stop: watch::Sender<bool>,
+}
+
+impl Upstream {
+    /// Creates the upstream and starts supervising it.
+    pub fn start(index: usize, config: UpstreamConfig, base_dir: PathBuf, events: mpsc::Sender<UpstreamEvent>) -> Arc<Upstream> {
+        let (ready, _) = watch::channel(false);
+        let (stop, _) = watch::channel(false);
+        let up = Arc::new(Upstream {
+            name: config.name.clone(),
+            index,
+            config,
+            base_dir,
+            conn: RwLock::new(None),
+            info: RwLock::new(None),
+            ready,
+            stop,
+        });
+        tokio::spawn(up.clone().supervise(events));
+        up
+    }
+
+    /// The live connection, waiting up to `wait` for the upstream to become ready.
+    pub async fn connection(&self, wait: Duration) -> Option<Arc<Connection>> {
+        if let Some(c) = self.current() {
+            return Some(c);
+        }
+        let mut rx = self.ready.subscribe();
+        let _ = tokio::time::timeout(wait, rx.wait_for(|r| *r)).await;
+        self.current()
+    }
+
+    /// The live connection if there is one, without waiting.
+    pub fn connection_now(&self) -> Option<Arc<Connection>> {
+        self.current()
+    }
+
+    fn current(&self) -> Option<Arc<Connection>> {
+        self.conn.read().ok().and_then(|g| g.clone()).filter(|c| !c.is_closed())
+    }
+
+    pub fn info(&self) -> Option<UpstreamInfo> {
+        self.info.read().ok().and_then(|g| g.clone())
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.config.timeout.0
+    }
+
+    /// Stops the upstream (kills a stdio child, ends an HTTP session).
+    pub async fn shutdown(&self) {
+        self.stop.send_replace(true);
+        if let Some(c) = self.current() {
+            c.transport().shutdown().await;
+        }
+    }
+
+    async fn supervise(self: Arc<Self>, events: mpsc::Sender<UpstreamEvent>) {
+        let mut backoff = BACKOFF_START;
+        let mut stop = self.stop.subscribe();
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let started = Instant::now();
+            match self.connect().await {
+                Ok((conn, mut inbound, exit)) => {
+                    match self.initialize(&conn).await {
+                        Ok(info) => {
+                            tracing::info!(upstream = %self.name, server = %info.server_info, version = %info.protocol_version, "upstream ready");
+                            if let Ok(mut g) = self.info.write() {
+                                *g = Some(info);
+                            }
+                            if let Ok(mut g) = self.conn.write() {
+                                *g = Some(conn.clone());
+                            }
+                            self.ready.send_replace(true);
+                            let _ = events.send(UpstreamEvent::Ready { upstream: self.index }).await;
+                            loop {
+                                tokio::select! {
+                                    m = inbound.recv() => match m {
+                                        Some(inb) => {
+                                            if events.send(UpstreamEvent::Message { upstream: self.index, inbound: inb }).await.is_err() {
+                                                return;
+                                            }
+                                        }
+                                        None => break,
+                                    },
+                                    _ = stop.changed() => {
+                                        conn.transport().shutdown().await;
+                                        return;
+                                    }
+                                }
+                            }
+                        }
+                        Err(e) => tracing::error!(upstream = %self.name, error = %e, "upstream failed to initialize"),
+                    }
+                    self.ready.send_replace(false);
+                    if let Ok(mut g) = self.conn.write() {
+                        *g = None;
+                    }
+                    conn.transport().shutdown().await;
+                    let status = match exit {
+                        Some(rx) => rx.await.ok().and_then(|r| r.status).map(|s| s.to_string()),
+                        None => None,
+                    };
+                    tracing::warn!(upstream = %self.name, exit = status.as_deref().unwrap_or("session closed"), "upstream stopped; restarting");
+                }
+                Err(e) => tracing::error!(upstream = %self.name, error = %e, "cannot start upstream"),
+            }
+            if started.elapsed() > HEALTHY_RUN {
+                backoff = BACKOFF_START;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop.changed() => return,
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    async fn connect(
+        &self,
+    ) -> Result<(Arc<Connection>, mpsc::Receiver<Inbound>, Option<tokio::sync::oneshot::Receiver<moat_mcp::transport::stdio::ExitReport>>), String> {
+        if let Some(argv) = &self.config.command {
+            let cmd = self.command(argv)?;
+            let (t, rx, exit) = StdioTransport::spawn(&self.name, cmd).map_err(|e| format!("cannot start `{}`: {e}", argv.join(" ")))?;
+            let (conn, events) = Connection::start(&self.name, Transport::Stdio(t), rx);
+            Ok((conn, events, Some(exit)))
+        } else if let Some(url) = &self.config.url {
+            let (t, rx) = HttpTransport::new(&self.name, url, HttpTransport::default_client(), Default::default());
+            let (conn, events) = Connection::start(&self.name, Transport::Http(t), rx);
+            Ok((conn, events, None))
+        } else {
+            Err("upstream has neither a command nor a URL".into())
+        }
+    }
+
+    /// The child's command: a clean environment with only `PATH` and the configured entries.
+    fn command(&self, argv: &[String]) -> Result<tokio::process::Command, String> {
+        let (program, args) = argv.split_first().ok_or("empty command")?;
+        let program = if program == "moat" {
+            std::env::current_exe().map_err(|e| format!("cannot find the moat executable: {e}"))?
+        } else {
+            PathBuf::from(program)
+        };
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args).env_clear();
+        if let Some(path) = std::env::var_os("PATH") {
+            cmd.env("PATH", path);
+        }
+        for (k, v) in &self.config.env {
+            let value = match v {
+                EnvValue::Literal(s) => s.clone(),
+                EnvValue::Reference(r) => {
+                    let secret = r.resolve(&self.base_dir).map_err(|e| e.to_string())?;
+                    secret.expose_str().ok_or_else(|| format!("secret `{r}` for `{k}` is not UTF-8"))?.to_string()
+                }
+            };
+            cmd.env(k, value);
+        }
+        if let Some(cwd) = &self.config.cwd {
+            cmd.current_dir(self.base_dir.join(cwd));
+        }
+        // Upstreams die with the gateway, and a signal to the gateway's group does not reach them.
+        cmd.process_group(0).kill_on_drop(true);
+        Ok(cmd)
+    }
+
+    async fn initialize(&self, conn: &Connection) -> Result<UpstreamInfo, String> {
+        let params = json!({
+            "protocolVersion": ProtocolVersion::LATEST.as_str(),
+            "capabilities": {
+                "roots": { "listChanged": true },
+                "sampling": {},
+                "elicitation": {},
+            },
+            "clientInfo": { "name": "moat", "title": "Moat MCP gateway", "version": env!("CARGO_PKG_VERSION") },
+        });
+        let resp = conn
+            .request("initialize", Some(&jsonrpc::to_raw(&params)), INIT_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string())?;
+        let result: Value = match resp.result() {
+            Some(r) => serde_json::from_str(r.get()).map_err(|e| e.to_string())?,
+            None => return Err(format!("upstream refused initialize: {}", resp.error().map_or("", |e| e.get()))),
+        };
+        let version = result.get("protocolVersion").and_then(Value::as_str).unwrap_or_default().to_string();
+        if ProtocolVersion::parse(&version).is_none() {
+            return Err(format!("upstream speaks protocol `{version}`, which Moat does not support"));
+        }
+        conn.transport().set_protocol_version(&version);
+        conn.notify("notifications/initialized", None).await.map_err(|e| e.to_string())?;
+        conn.transport().initialized();
+        Ok(UpstreamInfo {
+            protocol_version: version,
+            capabilities: result.get("capabilities").cloned().unwrap_or_else(|| json!({})),
+            server_info: result.get("serverInfo").cloned().unwrap_or_else(|| json!({})),
+            instructions: result.get("instructions").and_then(Value::as_str).map(str::to_string),
+        })
+    }
+}
