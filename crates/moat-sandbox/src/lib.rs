@@ -29,10 +29,8 @@
 //! and changes for different reasons than the MCP protocol code.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
-// The `sandbox` table's serde types live in moat-config (crates/moat-config/src/sandbox.rs).
-// Until moat-config declares `pub mod sandbox;`, compile that same file here.
-#[path = "../../moat-config/src/sandbox.rs"]
-pub mod config;
+/// The `sandbox` table of `moat.toml` (defined in moat-config, re-exported for convenience).
+pub use moat_config::sandbox as config;
 mod error;
 mod policy;
 mod probe;
