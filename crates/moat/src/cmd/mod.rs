@@ -1,7 +1,15 @@
 //! Subcommands. Each module exposes `Args` (clap) and `run(args) -> ExitCode`.
 
+pub mod audit;
+pub mod config;
 pub mod demo_server;
+pub mod gateway;
+pub mod inspect;
 pub mod sandbox;
+pub mod wrap;
+pub mod scan;
+pub mod scan_clients;
+pub mod scan_tools;
 
 use tracing_subscriber::EnvFilter;
 
@@ -13,4 +21,39 @@ pub fn init_logging(filter: &str) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+/// Fails closed on configuration that asks for a protection this build does not apply yet,
+/// so that no one runs believing a guard is on when it is not.
+pub fn refuse_unenforced(config: &moat_config::Config) -> Result<(), String> {
+    if config.auth.mode != moat_config::auth::AuthMode::None {
+        return Err(format!("`auth.mode` is `{:?}`, but the gateway does not enforce authentication yet; refusing to start", config.auth.mode).to_lowercase());
+    }
+    if !config.policy.files.is_empty() {
+        return Err("`policy.files` is set, but the gateway does not enforce policies yet; refusing to start".into());
+    }
+    Ok(())
 }
