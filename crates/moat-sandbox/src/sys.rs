@@ -61,17 +61,10 @@ pub(crate) struct LandlockChild {
     pub proc_self_access: u64,
 }
 
-// SAFETY (Send/Sync): `sock_filter` is plain data; libc does not mark it Send only because it is
-// a C struct. Nothing here is shared mutably.
-struct SendFilters(Vec<Vec<libc::sock_filter>>);
-unsafe impl Send for SendFilters {}
-unsafe impl Sync for SendFilters {}
-
 /// Registers `setup` to run in the child between `fork` and `exec`.
 pub(crate) fn install(cmd: &mut tokio::process::Command, setup: ChildSetup) {
     let ChildSetup { rlimits, landlock, seccomp } = setup;
-    let seccomp = SendFilters(seccomp);
-    let hook = move || apply(&rlimits, landlock.as_ref(), &seccomp.0);
+    let hook = move || apply(&rlimits, landlock.as_ref(), &seccomp);
     // SAFETY: `apply` is async-signal-safe: it only reads data the parent prepared before the
     // fork (no allocation, no locks, no panics: every failure is an `io::Error` built from
     // errno, which does not allocate) and makes the system calls setrlimit, prctl, open, close,
