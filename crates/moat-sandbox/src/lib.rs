@@ -15,8 +15,8 @@
 //!   directories, `/proc/self` and the configured `read` paths; write only its home and the
 //!   configured `write` paths; with ABI 4+, TCP `connect`/`bind` only as the policy allows; with
 //!   ABI 6+, no signals to and no abstract-socket connections with processes outside the sandbox;
-//! - a seccomp deny-list ([`seccomp::DENIED_SYSCALLS`], namespace flags, raw sockets, and all
-//!   TCP/IP sockets when the network is denied).
+//! - a seccomp deny-list ([`seccomp::DENIED_SYSCALLS`], namespace flags, raw sockets, and every
+//!   socket family but `AF_UNIX` when the network is denied).
 //!
 //! **Fail closed.** Everything the child will do is decided in the parent, before anything is
 //! started: when the kernel lacks a protection the policy asks for, [`prepare`] returns
@@ -208,7 +208,11 @@ where
         _ => "the kernel has no landlock (Linux 5.13 or later with CONFIG_SECURITY_LANDLOCK)".to_owned(),
     };
     let seccomp_ok = support.seccomp_filter;
-    let deny_inet = policy.network == Network::Deny;
+    let sockets = match policy.network {
+        Network::Allow => seccomp::Sockets::AllButPacket,
+        Network::AllowList(_) => seccomp::Sockets::UnixInetNetlink,
+        Network::Deny => seccomp::Sockets::UnixOnly,
+    };
     let tcp_rules = landlock_abi.is_some_and(|abi| abi >= 4) && policy.network != Network::Allow;
 
     let landlock = match landlock_abi {
@@ -232,8 +236,8 @@ where
     };
 
     let seccomp = if seccomp_ok {
-        protections.push(enforced("seccomp", seccomp::describe(deny_inet)));
-        seccomp::build(deny_inet)?
+        protections.push(enforced("seccomp", seccomp::describe(sockets)));
+        seccomp::build(sockets)?
     } else {
         protections.push(unsupported("seccomp", "the kernel has no seccomp filter mode".into())?);
         Vec::new()
@@ -244,7 +248,7 @@ where
         Network::Deny => {
             let mut how = Vec::new();
             if seccomp_ok {
-                how.push("seccomp refuses TCP/IP sockets");
+                how.push("seccomp refuses every socket but AF_UNIX");
             }
             if tcp_rules {
                 how.push("landlock refuses TCP connect and bind");
@@ -261,7 +265,7 @@ where
                 enforced(
                     "network",
                     format!(
-                        "landlock allows TCP connect to ports of {} (any host: landlock matches ports only), no bind; UDP not restricted",
+                        "landlock allows TCP connect to ports of {} (any host: landlock matches ports only), no bind; UDP not restricted; seccomp refuses socket families but unix/inet/inet6/netlink",
                         ports.join(", ")
                     ),
                 )

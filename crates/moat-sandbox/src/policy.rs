@@ -69,7 +69,7 @@ impl Default for Limits {
 pub enum Network {
     /// No restriction.
     Allow,
-    /// No TCP/IP: `socket(AF_INET/AF_INET6)` fails (seccomp) and, with Landlock ABI 4+, TCP
+    /// No network: every socket family but `AF_UNIX` fails (seccomp) and, with Landlock ABI 4+, TCP
     /// `connect`/`bind` fail too.
     Deny,
     /// TCP `connect` to these ports only (Landlock ABI 4+); no `bind`. Landlock matches ports,

@@ -91,15 +91,35 @@ const NAMESPACE_FLAGS: &[(&str, libc::c_int)] = &[
     ("CLONE_NEWTIME", 0x80),
 ];
 
-/// Socket families refused when the network is denied (`AF_PACKET` is refused always).
-const NETWORK_FAMILIES: &[libc::c_int] = &[libc::AF_INET, libc::AF_INET6];
+/// Which socket families the child may create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sockets {
+    /// `network = true`: every family but `AF_PACKET` (raw frames).
+    AllButPacket,
+    /// A TCP allow-list: `AF_UNIX`, `AF_INET`, `AF_INET6` and `AF_NETLINK` only (Landlock then
+    /// limits TCP); no `AF_VSOCK` to a hypervisor, no Bluetooth, CAN, XDP...
+    UnixInetNetlink,
+    /// `network = false`: `AF_UNIX` only. No TCP/IP (UDP and DNS included), no netlink, no vsock.
+    UnixOnly,
+}
+
+impl Sockets {
+    /// The families allowed, or `None` for "all but `AF_PACKET`".
+    fn allowed(self) -> Option<&'static [libc::c_int]> {
+        match self {
+            Sockets::AllButPacket => None,
+            Sockets::UnixInetNetlink => Some(&[libc::AF_UNIX, libc::AF_INET, libc::AF_INET6, libc::AF_NETLINK]),
+            Sockets::UnixOnly => Some(&[libc::AF_UNIX]),
+        }
+    }
+}
 
 /// The BPF programs to install, in order.
 ///
 /// # Errors
 /// [`SandboxError::Seccomp`] on an architecture this filter does not know, or when the
 /// filter cannot be compiled.
-pub(crate) fn build(deny_inet: bool) -> Result<Vec<Vec<libc::sock_filter>>, SandboxError> {
+pub(crate) fn build(sockets: Sockets) -> Result<Vec<Vec<libc::sock_filter>>, SandboxError> {
     let arch = target_arch()?;
     let err = |e: seccompiler::BackendError| SandboxError::Seccomp(e.to_string());
 
@@ -120,20 +140,19 @@ pub(crate) fn build(deny_inet: bool) -> Result<Vec<Vec<libc::sock_filter>>, Sand
     };
     rules.insert(libc::SYS_unshare, flag_rules()?);
     rules.insert(libc::SYS_clone, flag_rules()?);
-    let mut families = vec![libc::AF_PACKET];
-    if deny_inet {
-        families.extend_from_slice(NETWORK_FAMILIES);
+    let family = |op, family: libc::c_int| {
+        SeccompCondition::new(0, SeccompCmpArgLen::Dword, op, u64::from(family.unsigned_abs())).map_err(err)
+    };
+    let socket_rule = match sockets.allowed() {
+        // Denied when the family is AF_PACKET.
+        None => SeccompRule::new(vec![family(SeccompCmpOp::Eq, libc::AF_PACKET)?]),
+        // Denied when the family is none of the allowed ones (conditions of a rule are ANDed).
+        Some(allowed) => SeccompRule::new(
+            allowed.iter().map(|f| family(SeccompCmpOp::Ne, *f)).collect::<Result<Vec<_>, _>>()?,
+        ),
     }
-    let socket_rules = families
-        .iter()
-        .map(|family| {
-            let family = u64::from(family.unsigned_abs());
-            SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, family)
-                .and_then(|c| SeccompRule::new(vec![c]))
-                .map_err(err)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    rules.insert(libc::SYS_socket, socket_rules);
+    .map_err(err)?;
+    rules.insert(libc::SYS_socket, vec![socket_rule]);
 
     let eperm = u32::try_from(libc::EPERM).unwrap_or(1);
     let deny: BpfProgram = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(eperm), arch)
@@ -158,14 +177,16 @@ pub(crate) fn build(deny_inet: bool) -> Result<Vec<Vec<libc::sock_filter>>, Sand
 
 /// Short summary of what the filter denies, for the report (the full list is
 /// [`DENIED_SYSCALLS`] and `docs/sandbox.md`).
-pub fn describe(deny_inet: bool) -> String {
+pub fn describe(sockets: Sockets) -> String {
     let mut s = format!(
-        "deny-list of {} system calls (ptrace, mount, bpf, kexec, modules, keyrings...), namespace flags on unshare/clone, clone3, AF_PACKET sockets",
+        "deny-list of {} system calls (ptrace, mount, bpf, kexec, modules, keyrings...), namespace flags on unshare/clone, clone3",
         DENIED_SYSCALLS.len()
     );
-    if deny_inet {
-        s.push_str(", AF_INET/AF_INET6 sockets");
-    }
+    s.push_str(match sockets {
+        Sockets::AllButPacket => ", AF_PACKET sockets",
+        Sockets::UnixInetNetlink => ", sockets other than AF_UNIX/AF_INET/AF_INET6/AF_NETLINK",
+        Sockets::UnixOnly => ", sockets other than AF_UNIX",
+    });
     if cfg!(target_arch = "x86_64") {
         s.push_str(", x32 system calls");
     }

@@ -135,9 +135,16 @@ async fn network_denied_cannot_reach_a_loopback_listener_and_allowed_can() {
     assert!(!connected, "denied child connected");
     assert!(err.contains("Operation not permitted") || err.contains("Permission denied"), "stderr: {err}");
 
+    // UDP (and so DNS) is refused too, which Landlock alone would not do.
+    let udp = run(&p, "bash", &["-c", "exec 3>/dev/udp/127.0.0.1/53 && echo opened"]).await;
+    assert!(!stdout(&udp).contains("opened"), "denied child opened a UDP socket");
+    assert!(stderr(&udp).contains("Operation not permitted"), "stderr: {}", stderr(&udp));
+
     p.network = Network::Allow;
     let (connected, err) = try_connect(&p, port).await;
     assert!(connected, "allowed child could not connect: {err}");
+    let udp = run(&p, "bash", &["-c", "exec 3>/dev/udp/127.0.0.1/53 && echo opened"]).await;
+    assert!(stdout(&udp).contains("opened"), "allowed child could not open UDP: {}", stderr(&udp));
 }
 
 #[tokio::test]
