@@ -726,17 +726,19 @@ impl Router {
         while let Some(ev) = events.recv().await {
             match ev {
                 UpstreamEvent::Ready { upstream } => {
-                    let this = self.clone();
+                    // Lists are learned when clients ask (so the upstream sees the same
+                    // sequence of requests it would without Moat). A restarted upstream may
+                    // offer other tools: relearn its lists and tell every client.
                     let restarted = !std::mem::replace(first_ready.get_mut(upstream).unwrap_or(&mut false), false);
-                    tokio::spawn(async move {
-                        this.refresh(upstream, &[ListKind::Tools, ListKind::Prompts, ListKind::Resources, ListKind::Templates]).await;
-                        if restarted {
-                            // A restarted upstream may offer other tools: tell every client.
+                    if restarted {
+                        let this = self.clone();
+                        tokio::spawn(async move {
+                            this.refresh(upstream, &[ListKind::Tools, ListKind::Prompts, ListKind::Resources, ListKind::Templates]).await;
                             for m in ["notifications/tools/list_changed", "notifications/prompts/list_changed", "notifications/resources/list_changed"] {
                                 this.broadcast(jsonrpc::notification(m, None));
                             }
-                        }
-                    });
+                        });
+                    }
                 }
                 UpstreamEvent::Message { upstream, inbound } => self.on_upstream_message(upstream, inbound).await,
             }
