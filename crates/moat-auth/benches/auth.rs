@@ -1,1 +1,158 @@
-fn main(){}
+//! Identity and access benchmarks:
+//! - JWT validation with a cached JWKS (RS256, ES256, EdDSA), the whole `validate_token` path;
+//! - a Cedar decision with 100 policies.
+//!
+//! Run: `cargo bench -p moat-auth --bench auth`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use criterion::{criterion_group, criterion_main, Criterion};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use moat_auth::policy::{Action, Authorizer, Context, Resource, ToolAnnotations};
+use moat_auth::{
+    AuthMethod, BoxFuture, FetchError, HttpClient, HttpResponse, OAuthSettings, OAuthValidator,
+    Principal,
+};
+use reqwest::Url;
+use ring::signature::KeyPair as _;
+use serde_json::json;
+
+const ISSUER: &str = "https://as.example";
+const AUDIENCE: &str = "https://moat.example/mcp";
+
+/// Serves one JWKS from memory.
+struct StaticJwks(String);
+
+impl HttpClient for StaticJwks {
+    fn get<'a>(&'a self, _url: &'a Url) -> BoxFuture<'a, Result<HttpResponse, FetchError>> {
+        let body = self.0.clone().into_bytes();
+        Box::pin(async move { Ok(HttpResponse { status: 200, body }) })
+    }
+    fn post_form<'a>(
+        &'a self,
+        _url: &'a Url,
+        _form: &'a [(&'a str, &'a str)],
+        _basic_auth: Option<(&'a str, &'a str)>,
+    ) -> BoxFuture<'a, Result<HttpResponse, FetchError>> {
+        Box::pin(async { Err(FetchError { url: String::new(), detail: "unused".into() }) })
+    }
+}
+
+fn claims() -> serde_json::Value {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    json!({
+        "iss": ISSUER, "aud": AUDIENCE, "sub": "alice", "azp": "claude",
+        "iat": now, "exp": now + 3600, "scope": "mcp:read mcp:write",
+        "roles": ["reader"], "groups": ["team-7"],
+    })
+}
+
+fn sign(alg: Algorithm, kid: &str, key: &EncodingKey) -> String {
+    let mut h = Header::new(alg);
+    h.kid = Some(kid.into());
+    jsonwebtoken::encode(&h, &claims(), key).unwrap()
+}
+
+/// (jwks, token) for each algorithm.
+fn fixtures() -> Vec<(&'static str, String, String)> {
+    let rng = ring::rand::SystemRandom::new();
+    let mut out = Vec::new();
+
+    let rsa_pem = include_str!("fixtures/rs256-bench-key.pem");
+    let rsa_jwks = include_str!("fixtures/rs256-bench-jwks.json").to_owned();
+    let rsa = EncodingKey::from_rsa_pem(rsa_pem.as_bytes()).unwrap();
+    out.push(("rs256", rsa_jwks, sign(Algorithm::RS256, "bench-rs256", &rsa)));
+
+    let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(
+        &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        &rng,
+    )
+    .unwrap();
+    let pair = ring::signature::EcdsaKeyPair::from_pkcs8(
+        &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        pkcs8.as_ref(),
+        &rng,
+    )
+    .unwrap();
+    let point = pair.public_key().as_ref(); // 0x04 ‖ x ‖ y
+    let jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "bench-es256",
+        "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..65])}]});
+    let token = sign(Algorithm::ES256, "bench-es256", &EncodingKey::from_ec_der(pkcs8.as_ref()));
+    out.push(("es256", jwks.to_string(), token));
+
+    let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+    let pair = ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+    let jwks = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "bench-eddsa",
+        "x": URL_SAFE_NO_PAD.encode(pair.public_key().as_ref())}]});
+    let token = sign(Algorithm::EdDSA, "bench-eddsa", &EncodingKey::from_ed_der(pkcs8.as_ref()));
+    out.push(("eddsa", jwks.to_string(), token));
+    out
+}
+
+fn jwt_validation(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut group = c.benchmark_group("jwt_validate_cached_jwks");
+    for (name, jwks, token) in fixtures() {
+        let mut s = OAuthSettings::new(AUDIENCE, Some(ISSUER.into()));
+        s.jwks_uri = Some(format!("{ISSUER}/jwks"));
+        s.required_scopes = vec!["mcp:read".into()];
+        let v = OAuthValidator::new(s, Arc::new(StaticJwks(jwks))).unwrap();
+        // Fill the cache, and prove the token is valid, before measuring.
+        let p = rt.block_on(v.validate_token(&token)).unwrap();
+        assert_eq!(p.subject, "alice");
+        group.bench_function(name, |b| {
+            b.iter(|| rt.block_on(v.validate_token(std::hint::black_box(&token))).unwrap())
+        });
+    }
+    group.finish();
+}
+
+/// 100 policies: 97 per-team upstream permits, a read-only role, admins, and a forbid on
+/// destructive tools. The principal matches the 8th team, so every policy is evaluated.
+fn hundred_policies() -> String {
+    let mut text = String::new();
+    for i in 0..97 {
+        text.push_str(&format!(
+            "@id(\"team-{i}\")\npermit (principal, action, resource in Moat::Upstream::\"upstream-{i}\")\nwhen {{ principal.groups.contains(\"team-{i}\") }};\n"
+        ));
+    }
+    text.push_str(
+        r#"@id("readers")
+permit (principal, action in [Moat::Action::"list_tools", Moat::Action::"call_tool"], resource)
+when { principal.roles.contains("reader") && resource.read_only };
+@id("admins")
+permit (principal, action, resource) when { principal.roles.contains("admin") };
+@id("destructive-needs-admin")
+forbid (principal, action == Moat::Action::"call_tool", resource is Moat::Tool)
+when { resource.destructive } unless { principal.roles.contains("admin") };
+"#,
+    );
+    text
+}
+
+fn cedar_decision(c: &mut Criterion) {
+    let a = Authorizer::from_sources(&[("bench.cedar".into(), hundred_policies())]).unwrap();
+    assert_eq!(a.policy_count(), 100);
+    let mut p = Principal::new("alice", AuthMethod::Jwt);
+    p.groups.insert("team-7".into());
+    p.roles.insert("reader".into());
+    p.scopes.insert("mcp:read".into());
+    let args = json!({"query": "select 1", "limit": 10});
+    let ctx = Context { arguments: args.as_object(), source_ip: "10.0.0.7".parse().ok(), ..Context::now() };
+    let tool = Resource::Tool {
+        upstream: "upstream-7",
+        name: "query",
+        annotations: ToolAnnotations { read_only_hint: Some(true), ..Default::default() },
+    };
+    assert!(a.is_authorized(&p, Action::CallTool, &tool, &ctx).is_allowed());
+    c.bench_function("cedar_decision_100_policies", |b| {
+        b.iter(|| a.is_authorized(std::hint::black_box(&p), Action::CallTool, &tool, &ctx))
+    });
+}
+
+criterion_group!(benches, jwt_validation, cedar_decision);
+criterion_main!(benches);

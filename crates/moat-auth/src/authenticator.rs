@@ -129,6 +129,7 @@ impl std::fmt::Debug for Authenticator {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use http::header::AUTHORIZATION;

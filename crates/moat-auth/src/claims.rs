@@ -129,6 +129,7 @@ fn collect(value: Option<&Value>, out: &mut BTreeSet<String>, space_separated: b
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use serde_json::json;

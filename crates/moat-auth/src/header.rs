@@ -56,6 +56,7 @@ fn is_b64token_char(b: u8) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use http::HeaderValue;

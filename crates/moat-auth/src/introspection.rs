@@ -164,6 +164,7 @@ fn unix_now() -> u64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use crate::http_client::{BoxFuture, FetchError, HttpResponse};

@@ -377,6 +377,7 @@ async fn discover_jwks_uri(http: &dyn HttpClient, issuer: &str) -> Result<Url, S
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

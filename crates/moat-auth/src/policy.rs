@@ -572,6 +572,7 @@ fn problem_from_diagnostic(file: &str, text: &str, d: &(impl Diagnostic + fmt::D
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use crate::AuthMethod;

@@ -31,6 +31,7 @@ pub fn check_scopes(principal: &Principal, required: &[&str]) -> Result<(), Insu
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use crate::AuthMethod;
