@@ -17,6 +17,8 @@ pub mod canonical;
 pub mod checks;
 pub mod clients;
 pub mod discover;
+#[doc(hidden)]
+pub mod fixture;
 pub mod ignore;
 pub mod model;
 pub mod pins;

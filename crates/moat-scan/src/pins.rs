@@ -152,7 +152,11 @@ impl PinFile {
 }
 
 /// The identity of an upstream in the pin file.
+///
+/// Passwords in arguments and URLs are masked first (see [`crate::report::mask_entry`]), so
+/// the pin file never holds a secret.
 pub fn identity(server: &ServerEntry) -> String {
+    let server = &crate::report::mask_entry(server);
     match (&server.command, &server.url) {
         (Some(_), _) => format!("{}|stdio:{}", server.name, server.target()),
         (None, Some(url)) => format!("{}|http:{url}", server.name),
