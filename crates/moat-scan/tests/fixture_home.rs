@@ -34,7 +34,7 @@ fn every_supported_client_is_discovered() {
     assert!(inv.files.iter().all(|f| f.error.is_none()), "{:#?}", inv.files);
     // 15 user files, 1 managed, 4 project files.
     assert_eq!(inv.files.len(), 20, "{:#?}", inv.files.iter().map(|f| (&f.path, f.servers)).collect::<Vec<_>>());
-    assert_eq!(inv.servers.len(), 22);
+    assert_eq!(inv.servers.len(), 21);
 }
 
 #[test]
