@@ -17,11 +17,11 @@ use std::time::Duration;
 
 use rmcp::model::{
     AudioContent, CallToolRequestParams, CallToolResponse, CallToolResult, ClientResult,
-    CompleteRequestParams, CompleteResult, CompletionInfo, ContentBlock, CreateMessageRequestParams,
-    CustomRequest, DiscoverRequestMethod, DiscoverResult, GetPromptRequestParams,
-    GetPromptResponse, GetPromptResult, ImageContent, Implementation, JsonObject,
-    ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
-    LoggingLevel, LoggingMessageNotificationParam, PaginatedRequestParams,
+    CompleteRequestParams, CompleteResult, CompletionInfo, ContentBlock,
+    CreateMessageRequestParams, CustomRequest, DiscoverRequestMethod, DiscoverResult,
+    GetPromptRequestParams, GetPromptResponse, GetPromptResult, ImageContent, Implementation,
+    JsonObject, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
+    ListToolsResult, LoggingLevel, LoggingMessageNotificationParam, PaginatedRequestParams,
     ProgressNotificationParam, Prompt, PromptArgument, PromptMessage, ProtocolVersion,
     ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Reference, Resource,
     ResourceContents, ResourceTemplate, Role, SamplingMessage, ServerCapabilities, ServerConfig,
@@ -69,7 +69,11 @@ impl ConformanceServer {
     }
 
     fn log_enabled(&self, level: LoggingLevel) -> bool {
-        let current = self.state.lock().map(|s| s.log_level).unwrap_or(LoggingLevel::Debug);
+        let current = self
+            .state
+            .lock()
+            .map(|s| s.log_level)
+            .unwrap_or(LoggingLevel::Debug);
         severity(level) >= severity(current)
     }
 
@@ -100,8 +104,11 @@ impl ConformanceServer {
                 AudioContent::new(WAV_EMPTY, "audio/wav"),
             )])),
             "test_embedded_resource" => Ok(CallToolResult::success(vec![ContentBlock::resource(
-                ResourceContents::text("This is an embedded resource content.", "test://embedded-resource")
-                    .with_mime_type("text/plain"),
+                ResourceContents::text(
+                    "This is an embedded resource content.",
+                    "test://embedded-resource",
+                )
+                .with_mime_type("text/plain"),
             )])),
             "test_multiple_content_types" => Ok(CallToolResult::success(vec![
                 ContentBlock::text("Multiple content types test:"),
@@ -142,7 +149,10 @@ impl ConformanceServer {
                 text("Tool with progress executed successfully")
             }
             "test_sampling" => {
-                if !cx.client_capabilities().is_some_and(|c| c.sampling.is_some()) {
+                if cx
+                    .client_capabilities()
+                    .is_none_or(|c| c.sampling.is_none())
+                {
                     return Ok(tool_error("the client does not support sampling"));
                 }
                 let prompt = str_arg(&args, "prompt").unwrap_or("Hello");
@@ -163,7 +173,8 @@ impl ConformanceServer {
                 }
             }
             "test_elicitation" => {
-                let message = str_arg(&args, "message").unwrap_or("Please provide your information");
+                let message =
+                    str_arg(&args, "message").unwrap_or("Please provide your information");
                 let schema = json!({
                     "type": "object",
                     "properties": {
@@ -173,9 +184,9 @@ impl ConformanceServer {
                     "required": ["username", "email"]
                 });
                 match elicit(&cx, message, schema).await {
-                    Ok((action, content)) => {
-                        text(&format!("User response: action={action}, content={content}"))
-                    }
+                    Ok((action, content)) => text(&format!(
+                        "User response: action={action}, content={content}"
+                    )),
                     Err(error) => Ok(tool_error(&error)),
                 }
             }
@@ -195,7 +206,13 @@ impl ConformanceServer {
                         "verified": { "type": "boolean", "description": "Verification status", "default": true }
                     }
                 });
-                match elicit(&cx, "Please review and update the form fields with defaults", schema).await {
+                match elicit(
+                    &cx,
+                    "Please review and update the form fields with defaults",
+                    schema,
+                )
+                .await
+                {
                     Ok((action, content)) => text(&format!(
                         "Elicitation completed: action={action}, content={content}"
                     )),
@@ -253,7 +270,10 @@ impl ConformanceServer {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 text("Reconnection test completed")
             }
-            other => Err(ErrorData::invalid_params(format!("unknown tool `{other}`"), None)),
+            other => Err(ErrorData::invalid_params(
+                format!("unknown tool `{other}`"),
+                None,
+            )),
         }
     }
 }
@@ -298,13 +318,31 @@ impl ServerHandler for ConformanceServer {
             ("test_image_content", "Returns image content"),
             ("test_audio_content", "Returns audio content"),
             ("test_embedded_resource", "Returns an embedded resource"),
-            ("test_multiple_content_types", "Returns text, image and resource content"),
-            ("test_tool_with_logging", "Sends log notifications while it runs"),
+            (
+                "test_multiple_content_types",
+                "Returns text, image and resource content",
+            ),
+            (
+                "test_tool_with_logging",
+                "Sends log notifications while it runs",
+            ),
             ("test_error_handling", "Always returns a tool error"),
-            ("test_tool_with_progress", "Sends progress notifications while it runs"),
-            ("test_elicitation_sep1034_defaults", "Elicits a form whose fields have defaults"),
-            ("test_elicitation_sep1330_enums", "Elicits a form with every kind of enum"),
-            ("test_reconnection", "Answers after a pause (SSE polling scenario)"),
+            (
+                "test_tool_with_progress",
+                "Sends progress notifications while it runs",
+            ),
+            (
+                "test_elicitation_sep1034_defaults",
+                "Elicits a form whose fields have defaults",
+            ),
+            (
+                "test_elicitation_sep1330_enums",
+                "Elicits a form with every kind of enum",
+            ),
+            (
+                "test_reconnection",
+                "Answers after a pause (SSE polling scenario)",
+            ),
         ]
         .into_iter()
         .map(|(name, description)| Tool::new(name, description, empty()))
@@ -394,10 +432,9 @@ impl ServerHandler for ConformanceServer {
     ) -> Result<ReadResourceResponse, ErrorData> {
         let uri = request.uri.as_str();
         let contents = match uri {
-            "test://static-text" => ResourceContents::text(
-                "This is the content of the static text resource.",
-                uri,
-            ),
+            "test://static-text" => {
+                ResourceContents::text("This is the content of the static text resource.", uri)
+            }
             "test://static-binary" => {
                 ResourceContents::blob(PNG_1X1, uri).with_mime_type("image/png")
             }
@@ -458,18 +495,29 @@ impl ServerHandler for ConformanceServer {
                 .with_required(true)
         };
         Ok(ListPromptsResult::with_all_items(vec![
-            Prompt::new("test_simple_prompt", Some("A simple prompt without arguments"), None),
+            Prompt::new(
+                "test_simple_prompt",
+                Some("A simple prompt without arguments"),
+                None,
+            ),
             Prompt::new(
                 "test_prompt_with_arguments",
                 Some("A prompt with two arguments"),
-                Some(vec![arg("arg1", "First test argument"), arg("arg2", "Second test argument")]),
+                Some(vec![
+                    arg("arg1", "First test argument"),
+                    arg("arg2", "Second test argument"),
+                ]),
             ),
             Prompt::new(
                 "test_prompt_with_embedded_resource",
                 Some("A prompt that embeds a resource"),
                 Some(vec![arg("resourceUri", "URI of the resource to embed")]),
             ),
-            Prompt::new("test_prompt_with_image", Some("A prompt with an image"), None),
+            Prompt::new(
+                "test_prompt_with_image",
+                Some("A prompt with an image"),
+                None,
+            ),
         ]))
     }
 
@@ -504,7 +552,10 @@ impl ServerHandler for ConformanceServer {
                         None,
                         None,
                     ),
-                    PromptMessage::new_text(Role::User, "Please process the embedded resource above."),
+                    PromptMessage::new_text(
+                        Role::User,
+                        "Please process the embedded resource above.",
+                    ),
                 ]
             }
             "test_prompt_with_image" => vec![
@@ -515,7 +566,10 @@ impl ServerHandler for ConformanceServer {
                 PromptMessage::new_text(Role::User, "Please analyze the image above."),
             ],
             other => {
-                return Err(ErrorData::invalid_params(format!("unknown prompt `{other}`"), None))
+                return Err(ErrorData::invalid_params(
+                    format!("unknown prompt `{other}`"),
+                    None,
+                ))
             }
         };
         Ok(GetPromptResult::new(messages).into())
@@ -539,8 +593,8 @@ impl ServerHandler for ConformanceServer {
             .map(|c| (*c).to_owned())
             .collect();
         let total = u32::try_from(values.len()).unwrap_or(u32::MAX);
-        let mut info = CompletionInfo::new(values)
-            .map_err(|e| ErrorData::internal_error(e, None))?;
+        let mut info =
+            CompletionInfo::new(values).map_err(|e| ErrorData::internal_error(e, None))?;
         info.total = Some(total);
         info.has_more = Some(false);
         Ok(CompleteResult::new(info))
@@ -564,11 +618,15 @@ async fn elicit(
     message: &str,
     schema: Value,
 ) -> Result<(String, Value), String> {
-    if !cx.client_capabilities().is_some_and(|c| c.elicitation.is_some()) {
+    if cx
+        .client_capabilities()
+        .is_none_or(|c| c.elicitation.is_none())
+    {
         return Err("the client does not support elicitation".to_owned());
     }
     let params = json!({ "mode": "form", "message": message, "requestedSchema": schema });
-    let request = ServerRequest::CustomRequest(CustomRequest::new("elicitation/create", Some(params)));
+    let request =
+        ServerRequest::CustomRequest(CustomRequest::new("elicitation/create", Some(params)));
     let result = cx
         .peer
         .send_request(request)

@@ -21,7 +21,12 @@
 //! -32601 (method not found), as a 2025-11-25 server does, and such clients fall back to
 //! `initialize`.
 
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -148,11 +153,7 @@ pub fn http_router(opts: DemoOptions, shutdown: CancellationToken) -> axum::Rout
     let config = StreamableHttpServerConfig::default().with_cancellation_token(shutdown);
     let sessions = Arc::new(LocalSessionManager::default());
     if opts.conformance {
-        let service = StreamableHttpService::new(
-            || Ok(ConformanceServer::new()),
-            sessions,
-            config,
-        );
+        let service = StreamableHttpService::new(|| Ok(ConformanceServer::new()), sessions, config);
         axum::Router::new().nest_service(HTTP_PATH, service)
     } else {
         // One rug-pull state for the whole process: a server that changes its tools changes

@@ -16,8 +16,8 @@ use rmcp::model::{
     DiscoverResult, GetPromptRequestParams, GetPromptResponse, GetPromptResult, Implementation,
     JsonObject, ListPromptsResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
     Prompt, PromptArgument, PromptMessage, ProtocolVersion, ReadResourceRequestParams,
-    ReadResourceResponse, ReadResourceResult, Resource, ResourceContents, Role,
-    ServerCapabilities, ServerConfig, Tool,
+    ReadResourceResponse, ReadResourceResult, Resource, ResourceContents, Role, ServerCapabilities,
+    ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -194,7 +194,9 @@ impl DemoServer {
                 format!("Weather in {city}: 18 °C, light rain, wind 12 km/h from the south-west.")
             }
             "read_document" => DOCUMENT_TEMPLATE.replace("{name}", string_arg(args, "name")?),
-            "lookup_customer" => CUSTOMER_TEMPLATE.replace("{id}", string_arg(args, "customer_id")?),
+            "lookup_customer" => {
+                CUSTOMER_TEMPLATE.replace("{id}", string_arg(args, "customer_id")?)
+            }
             "ping_host" => ping_command_line(string_arg(args, "host")?),
             other => {
                 return Err(ErrorData::invalid_params(
@@ -290,7 +292,7 @@ impl ServerHandler for DemoServer {
             ));
         }
         Ok(ReadResourceResult::new(vec![
-            ResourceContents::text(WELCOME_TEXT, WELCOME_URI).with_mime_type("text/markdown"),
+            ResourceContents::text(WELCOME_TEXT, WELCOME_URI).with_mime_type("text/markdown")
         ])
         .into())
     }
@@ -380,9 +382,19 @@ mod tests {
             .iter()
             .rev()
             .enumerate()
-            .map(|(i, &d)| if i % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d })
+            .map(|(i, &d)| {
+                if i % 2 == 1 {
+                    if d * 2 > 9 {
+                        d * 2 - 9
+                    } else {
+                        d * 2
+                    }
+                } else {
+                    d
+                }
+            })
             .sum();
-        !digits.is_empty() && sum % 10 == 0
+        !digits.is_empty() && sum.is_multiple_of(10)
     }
 
     fn field<'a>(record: &'a str, key: &str) -> &'a str {
@@ -396,23 +408,40 @@ mod tests {
     #[test]
     fn customer_record_values_are_format_valid() {
         let card = field(CUSTOMER_TEMPLATE, "card:");
-        let card_number: String = card.split('(').next().unwrap().chars().filter(char::is_ascii_digit).collect();
+        let card_number: String = card
+            .split('(')
+            .next()
+            .unwrap()
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect();
         assert_eq!(card_number.len(), 16);
         assert!(luhn_valid(&card_number));
         assert!(!luhn_valid("4111111111111112"));
 
         let ssn = field(CUSTOMER_TEMPLATE, "ssn:");
         let parts: Vec<&str> = ssn.split('-').collect();
-        assert_eq!(parts.iter().map(|p| p.len()).collect::<Vec<_>>(), vec![3, 2, 4]);
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            vec![3, 2, 4]
+        );
         assert!(!["000", "666"].contains(&parts[0]) && !parts[0].starts_with('9'));
         assert_ne!(parts[1], "00");
         assert_ne!(parts[2], "0000");
 
-        let aws = CUSTOMER_TEMPLATE.split_whitespace().find(|w| w.starts_with("AKIA")).unwrap();
+        let aws = CUSTOMER_TEMPLATE
+            .split_whitespace()
+            .find(|w| w.starts_with("AKIA"))
+            .unwrap();
         assert_eq!(aws.len(), 20);
-        assert!(aws.chars().all(|c| c.is_ascii_uppercase() || ('2'..='7').contains(&c)));
+        assert!(aws
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || ('2'..='7').contains(&c)));
 
-        let ghp = CUSTOMER_TEMPLATE.split_whitespace().find(|w| w.starts_with("ghp_")).unwrap();
+        let ghp = CUSTOMER_TEMPLATE
+            .split_whitespace()
+            .find(|w| w.starts_with("ghp_"))
+            .unwrap();
         assert_eq!(ghp.len(), 40);
         assert!(ghp[4..].chars().all(|c| c.is_ascii_alphanumeric()));
 
@@ -453,7 +482,10 @@ mod tests {
         let half = serde_json::Number::from_f64(0.5).unwrap();
         assert_eq!(add(half.clone(), half), "1");
         // Overflow falls back to floating point instead of panicking.
-        assert_eq!(add(i64::MAX.into(), 1.into()), (i64::MAX as f64 + 1.0).to_string());
+        assert_eq!(
+            add(i64::MAX.into(), 1.into()),
+            (i64::MAX as f64 + 1.0).to_string()
+        );
     }
 
     #[test]
