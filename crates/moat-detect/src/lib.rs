@@ -32,6 +32,7 @@
 //! security are reported low) and validators (Luhn, mod-97, entropy).
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
+pub mod canonical;
 mod engine;
 pub mod finding;
 mod normalize;
