@@ -4,6 +4,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use crate::config::{NetworkConfig, SandboxConfig};
+use moat_config::UpstreamConfig;
 
 use crate::error::SandboxError;
 
@@ -176,6 +177,32 @@ impl SandboxPolicy {
             open_files: Some(config.open_files),
             processes: Some(config.processes),
         };
+        Ok(policy)
+    }
+}
+
+impl SandboxPolicy {
+    /// The policy of one stdio upstream as the gateway starts it: its `sandbox` table (absent:
+    /// every default), its resolved `env` (a `PATH` entry becomes the child's `PATH`), its `cwd`;
+    /// relative `read`, `write`, `home` and `cwd` paths are taken from `base_dir` (the config
+    /// file's directory), and the default home is [`crate::default_home`]`(state_dir, name)`.
+    ///
+    /// # Errors
+    /// As [`SandboxPolicy::from_config`].
+    pub fn for_upstream(
+        upstream: &UpstreamConfig,
+        env: impl IntoIterator<Item = (OsString, OsString)>,
+        base_dir: &Path,
+        state_dir: &Path,
+    ) -> Result<Self, SandboxError> {
+        let mut config = upstream.sandbox.clone().unwrap_or_default();
+        let from_base = |p: &PathBuf| if p.starts_with("~") { p.clone() } else { base_dir.join(p) };
+        config.read = config.read.iter().map(from_base).collect();
+        config.write = config.write.iter().map(from_base).collect();
+        config.home = config.home.as_ref().map(from_base);
+        let mut policy =
+            SandboxPolicy::from_config(&config, &crate::default_home(state_dir, &upstream.name), env)?;
+        policy.cwd = upstream.cwd.as_ref().map(|cwd| base_dir.join(cwd));
         Ok(policy)
     }
 }

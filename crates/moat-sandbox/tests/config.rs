@@ -99,3 +99,30 @@ memory_mb = 10"#).unwrap();
     let back: SandboxConfig = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
     assert_eq!(back, c);
 }
+
+#[test]
+fn upstream_policy_resolves_relative_paths_from_the_config_dir() {
+    let upstream: moat_config::UpstreamConfig = toml::from_str(
+        r#"
+        name = "files"
+        command = ["node", "server.js"]
+        cwd = "servers/files"
+        [sandbox]
+        read = ["servers/files", "/abs"]
+        write = ["out"]
+        "#,
+    )
+    .unwrap();
+    let env = vec![(OsString::from("PATH"), OsString::from("/usr/bin"))];
+    let p = SandboxPolicy::for_upstream(&upstream, env, Path::new("/etc/moat"), Path::new("/var/lib/moat")).unwrap();
+    assert_eq!(p.read, [PathBuf::from("/etc/moat/servers/files"), PathBuf::from("/abs")]);
+    assert_eq!(p.write, [PathBuf::from("/etc/moat/out")]);
+    assert_eq!(p.cwd, Some(PathBuf::from("/etc/moat/servers/files")));
+    assert_eq!(p.home, PathBuf::from("/var/lib/moat/sandbox-home/files"));
+    assert_eq!(p.path, OsString::from("/usr/bin"));
+
+    // No sandbox table at all: every default, home under the state dir.
+    let bare: moat_config::UpstreamConfig = toml::from_str("name = \"x\"\ncommand = [\"true\"]").unwrap();
+    let p = SandboxPolicy::for_upstream(&bare, Vec::new(), Path::new("/etc/moat"), Path::new("/s")).unwrap();
+    assert_eq!(p, SandboxPolicy::new("/s/sandbox-home/x"));
+}
