@@ -70,9 +70,9 @@ struct Engine {
     keywords: Option<AhoCorasick>,
     /// For each keyword pattern id: the rules that listen to it.
     keyword_rules: Vec<Vec<usize>>,
-    /// Pattern rules with no keywords, and the set that prefilters them.
-    unanchored: Vec<usize>,
-    unanchored_set: Option<RegexSet>,
+    /// Pattern rules with no keywords, per scope, and the set that prefilters them.
+    unanchored_text: Option<(RegexSet, Vec<usize>)>,
+    unanchored_tool: Option<(RegexSet, Vec<usize>)>,
     base64: Regex,
     hex: Regex,
 }
@@ -151,27 +151,31 @@ impl Detector {
                     .map_err(|e| RuleError::Prefilter(e.to_string()))?,
             )
         };
-        let unanchored_set = if unanchored.is_empty() {
-            None
-        } else {
+        let unanchored_set = |scope: Scope| -> Result<Option<(RegexSet, Vec<usize>)>, RuleError> {
+            let ids: Vec<usize> =
+                unanchored.iter().copied().filter(|&i| rules.get(i).is_some_and(|r| r.in_scope(scope))).collect();
+            if ids.is_empty() {
+                return Ok(None);
+            }
             let pats: Vec<&str> =
-                unanchored.iter().filter_map(|&i| rules.get(i).and_then(|r| r.spec.pattern.as_deref())).collect();
-            Some(
-                RegexSetBuilder::new(pats)
-                    .size_limit(BUILTIN_PATTERN_SIZE_LIMIT)
-                    .nest_limit(PATTERN_NEST_LIMIT)
-                    .build()
-                    .map_err(|e| RuleError::Prefilter(e.to_string()))?,
-            )
+                ids.iter().filter_map(|&i| rules.get(i).and_then(|r| r.spec.pattern.as_deref())).collect();
+            let set = RegexSetBuilder::new(pats)
+                .size_limit(BUILTIN_PATTERN_SIZE_LIMIT)
+                .nest_limit(PATTERN_NEST_LIMIT)
+                .build()
+                .map_err(|e| RuleError::Prefilter(e.to_string()))?;
+            Ok(Some((set, ids)))
         };
+        let unanchored_text = unanchored_set(Scope::Text)?;
+        let unanchored_tool = unanchored_set(Scope::Tool)?;
         let internal = |p: &str| Regex::new(p).map_err(|e| RuleError::Prefilter(e.to_string()));
         Ok(Self {
             engine: Arc::new(Engine {
                 rules,
                 keywords,
                 keyword_rules: keyword_index.into_iter().map(|(_, ids)| ids).collect(),
-                unanchored,
-                unanchored_set,
+                unanchored_text,
+                unanchored_tool,
                 base64: internal(r"[A-Za-z0-9+/_-]{24,}={0,2}")?,
                 hex: internal(r"(?:[0-9a-fA-F]{2}){16,}")?,
             }),
@@ -231,7 +235,7 @@ impl Detector {
             let Some(rule) = self.builtin_rule(builtin).filter(|r| r.in_scope(ctx.scope)) else {
                 continue;
             };
-            if run.kind == HiddenKind::Tag && is_flag_sequence(norm, run) {
+            if run.kind == HiddenKind::Tag && is_flag_sequence(run) {
                 continue;
             }
             let mut severity = rule.spec.severity;
@@ -301,15 +305,16 @@ impl Detector {
             self.run_rule(rule, window, start, norm, ctx, &mut seen, ri, out);
         }
         // 2. Rules without keywords, prefiltered by one set pass.
-        if let Some(set) = &engine.unanchored_set {
-            if depth == 0 {
-                for idx in set.matches(text).iter() {
-                    let Some(&ri) = engine.unanchored.get(idx) else { continue };
-                    let Some(rule) = engine.rules.get(ri) else { continue };
-                    if rule.in_scope(ctx.scope) {
-                        self.run_rule(rule, text, 0, norm, ctx, &mut seen, ri, out);
-                    }
-                }
+        let unanchored = match ctx.scope {
+            Scope::Text => engine.unanchored_text.as_ref(),
+            Scope::Tool => engine.unanchored_tool.as_ref(),
+            Scope::ServerSet => None,
+        };
+        if let Some((set, ids)) = unanchored.filter(|_| depth == 0) {
+            for idx in set.matches(text).iter() {
+                let Some(&ri) = ids.get(idx) else { continue };
+                let Some(rule) = engine.rules.get(ri) else { continue };
+                self.run_rule(rule, text, 0, norm, ctx, &mut seen, ri, out);
             }
         }
         // 3. Encoded payloads: decode, rescan with the injection rules, report as hidden text.
@@ -570,14 +575,14 @@ pub(crate) fn push(out: &mut Vec<Finding>, f: Finding) {
     }
 }
 
-/// Order by position, then drop exact repeats (same rule, same span).
+/// Order by position (the most severe first among equals), then drop exact repeats.
 pub(crate) fn finish(findings: &mut Vec<Finding>) {
     findings.sort_by(|a, b| {
         let sa = a.span.as_ref().map_or((usize::MAX, 0), |s| (s.start, s.end));
         let sb = b.span.as_ref().map_or((usize::MAX, 0), |s| (s.start, s.end));
-        sa.cmp(&sb).then_with(|| a.rule.cmp(&b.rule))
+        sa.cmp(&sb).then_with(|| a.rule.cmp(&b.rule)).then_with(|| b.severity.cmp(&a.severity))
     });
-    findings.dedup_by(|a, b| a.rule == b.rule && a.span == b.span && a.location == b.location);
+    findings.dedup_by(|a, b| a.rule == b.rule && a.span == b.span && a.location == b.location && a.evidence == b.evidence);
 }
 
 fn floor_char(s: &str, mut i: usize) -> usize {
@@ -655,9 +660,9 @@ fn mentioned(text: &str, m: Range<usize>) -> bool {
     CUES.iter().any(|c| around.contains(c))
 }
 
-/// A subdivision flag (🏴 + tag letters + cancel tag) is an emoji, not hidden text.
-fn is_flag_sequence(norm: &Normalized<'_>, run: &HiddenRun) -> bool {
-    let _ = norm;
+/// A subdivision flag (🏴 + tag letters + cancel tag, e.g. `gbeng`) is an emoji, not hidden text:
+/// at most seven lower-case letters or digits. Hidden instructions need more, and capitals or spaces.
+fn is_flag_sequence(run: &HiddenRun) -> bool {
     run.decoded.len() <= 7 && run.decoded.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 

@@ -2,18 +2,14 @@
 
 use crate::finding::Finding;
 
-/// Replace each finding's span with `[REDACTED:<type>]`, the type taken from the built-in rule
-/// that produced it (`aws_access_key`, `email`…), or the lower-cased rule id for other rules.
-/// Findings without a span are ignored; overlapping spans are merged; spans that do not fall on
-/// character boundaries of `text` are widened to them. For user rules' own placeholder types,
-/// use [`Detector::redact`](crate::Detector::redact).
+/// Replace the span of each built-in secret or PII finding with `[REDACTED:<type>]`, the type
+/// taken from the rule that produced it (`aws_access_key`, `email`…). Findings of other rules
+/// (injection, hidden text) and findings without a span are left alone; overlapping spans are
+/// merged; spans that do not fall on character boundaries of `text` are widened to them. For user
+/// rules' own placeholder types, use [`Detector::redact`](crate::Detector::redact).
 pub fn redact(text: &str, findings: &[Finding]) -> String {
     redact_with(text, findings, |rule| {
-        crate::BUILTIN_REDACTION_TYPES
-            .iter()
-            .find(|(id, _)| *id == rule)
-            .map(|(_, t)| (*t).to_owned())
-            .or_else(|| Some(rule.to_ascii_lowercase()))
+        crate::BUILTIN_REDACTION_TYPES.iter().find(|(id, _)| *id == rule).map(|(_, t)| (*t).to_owned())
     })
 }
 
@@ -86,6 +82,7 @@ mod tests {
 
     #[test]
     fn out_of_range_spans_do_not_panic() {
-        assert_eq!(redact("héllo", &[f("X", 2..99)]), "h[REDACTED:x]");
+        assert_eq!(redact("héllo", &[f("MOAT-PII-001", 2..99)]), "h[REDACTED:email]");
+        assert_eq!(redact("héllo", &[f("MOAT-PI-001", 0..2)]), "héllo");
     }
 }

@@ -77,8 +77,6 @@ pub enum InputError {
 /// # Errors
 /// An [`InputError`] naming the part of the document that has the wrong shape.
 pub fn servers_from_value(doc: &Value) -> Result<Vec<ServerInput<'_>>, InputError> {
-    let one = |name: &'static str, v: &'static str| (name, v);
-    let _ = one;
     match doc {
         Value::Array(tools) => {
             check_tools("", tools)?;
@@ -279,7 +277,7 @@ impl Detector {
                 if si == sj {
                     continue;
                 }
-                let (Some(server), Some(other_server)) = (servers.get(*si), servers.get(*sj)) else { continue };
+                let Some(other_server) = servers.get(*sj) else { continue };
                 let report = reports.get_mut(*si).and_then(|r| r.tools.get_mut(*ti));
                 let Some(report) = report else { continue };
                 if name == other {
@@ -293,7 +291,6 @@ impl Detector {
                         push(&mut report.findings, finding(rule, Severity::High.max(rule.spec.severity), "/name", rule.spec.message().to_owned(), evidence, None));
                     }
                 }
-                let _ = server;
             }
         }
         let Some(rule) = crossref else { return };
