@@ -42,9 +42,9 @@ async fn run(dir: &std::path::Path) -> Result<(bool, bool), String> {
     let (mut cmd, _) = prepare("/bin/sh", ["-c", script.as_str()], &policy).map_err(|e| e.to_string())?;
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
     let child = cmd.spawn().map_err(|e| format!("cannot start a sandboxed child: {e}"))?;
-    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
         .await
-        .map_err(|_| "the sandboxed child did not finish in 10 s".to_owned())?
+        .map_err(|_| "the sandboxed child did not finish in 30 s".to_owned())?
         .map_err(|e| e.to_string())?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     Ok((true, stdout.trim() == "denied"))
