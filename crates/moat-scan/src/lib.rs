@@ -13,7 +13,6 @@
 )]
 
 pub mod analyze;
-pub mod canonical;
 pub mod checks;
 pub mod clients;
 pub mod discover;

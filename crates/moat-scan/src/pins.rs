@@ -10,7 +10,7 @@
 //!         "create_issue": { "sha256": "sha256:9f2c…", "definition": { "name": "create_issue", … } }
 //!       },
 //!       "prompts": {},
-//!       "resources": {},
+//!       "resource_templates": {},
 //!       "instructions": { "sha256": "sha256:…", "definition": "…" }
 //!     }
 //!   }
@@ -19,9 +19,11 @@
 //!
 //! The key of an upstream is its identity, `<name>|stdio:<command line>` or
 //! `<name>|http:<url>` (the same formula as `moat-config`'s `UpstreamConfig::identity`), so
-//! a new version of a server is a new upstream. The hash is `sha256` of the RFC 8785
-//! canonical form of the definition exactly as the server sent it; `definition` is kept so
-//! that a change can be shown field by field. Resources are keyed by URI.
+//! a new version of a server is a new upstream. The hash is `moat_detect::canonical::pin_hash`
+//! (the gateway's formula: a domain-separated SHA-256 of the RFC 8785 canonical form of the
+//! members a pin covers, such as `name`, `description`, `inputSchema`); `definition` holds
+//! those members so that a change can be shown field by field. Resource templates are keyed
+//! by `uriTemplate`. Concrete resources are not pinned: they are data, and change.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,7 +32,7 @@ use moat_detect::{Finding, Severity};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::canonical::canonical_sha256;
+use moat_detect::canonical::{pin_hash, pinned_definition, PinDomain};
 use crate::live::Snapshot;
 use crate::model::{FieldDiff, ScanFinding, ServerEntry};
 use crate::rules;
@@ -76,7 +78,7 @@ pub struct UpstreamPins {
     #[serde(default)]
     pub prompts: BTreeMap<String, Pin>,
     #[serde(default)]
-    pub resources: BTreeMap<String, Pin>,
+    pub resource_templates: BTreeMap<String, Pin>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instructions: Option<Pin>,
 }
@@ -91,10 +93,11 @@ pub struct Pin {
 }
 
 impl Pin {
-    pub fn of(definition: &Value) -> Pin {
+    /// The pin of a definition of the given kind.
+    pub fn of(domain: PinDomain, definition: &Value) -> Pin {
         Pin {
-            sha256: canonical_sha256(definition),
-            definition: Some(definition.clone()),
+            sha256: pin_hash(domain, definition),
+            definition: Some(pinned_definition(domain, definition)),
         }
     }
 }
@@ -166,20 +169,20 @@ pub fn identity(server: &ServerEntry) -> String {
 
 /// The pins a snapshot would be recorded as.
 pub fn pins_of(snap: &Snapshot) -> UpstreamPins {
-    let keyed = |items: &[Value], key: &str| -> BTreeMap<String, Pin> {
+    let keyed = |items: &[Value], key: &str, domain: PinDomain| -> BTreeMap<String, Pin> {
         items
             .iter()
-            .filter_map(|v| Some((v.get(key)?.as_str()?.to_owned(), Pin::of(v))))
+            .filter_map(|v| Some((v.get(key)?.as_str()?.to_owned(), Pin::of(domain, v))))
             .collect()
     };
     UpstreamPins {
-        tools: keyed(&snap.tools, "name"),
-        prompts: keyed(&snap.prompts, "name"),
-        resources: keyed(&snap.resources, "uri"),
+        tools: keyed(&snap.tools, "name", PinDomain::Tool),
+        prompts: keyed(&snap.prompts, "name", PinDomain::Prompt),
+        resource_templates: keyed(&snap.resource_templates, "uriTemplate", PinDomain::ResourceTemplate),
         instructions: snap
             .instructions
             .as_ref()
-            .map(|i| Pin::of(&Value::String(i.clone()))),
+            .map(|i| Pin::of(PinDomain::Instructions, &Value::String(i.clone()))),
     }
 }
 
@@ -193,7 +196,7 @@ pub fn compare(server: &ServerEntry, snap: &Snapshot, pins: &PinFile) -> Vec<Sca
     let kinds: [(&str, &BTreeMap<String, Pin>, &BTreeMap<String, Pin>); 3] = [
         ("tool", &pinned.tools, &live.tools),
         ("prompt", &pinned.prompts, &live.prompts),
-        ("resource", &pinned.resources, &live.resources),
+        ("resource template", &pinned.resource_templates, &live.resource_templates),
     ];
     for (kind, old, new) in kinds {
         for (name, pin) in new {
@@ -267,7 +270,7 @@ fn pin_finding(
     let collection = match kind {
         "tool" => "tools",
         "prompt" => "prompts",
-        "resource" => "resources",
+        "resource template" => "resourceTemplates",
         _ => "instructions",
     };
     let evidence = match diff.first() {

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::canonical::canonical_sha256;
+use moat_detect::canonical::canonical_sha256;
 use crate::model::ServerEntry;
 
 /// Why a registry file could not be loaded.
