@@ -109,6 +109,27 @@ fn jwt_validation(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    // Baseline in the same run: jsonwebtoken's decode alone (RSA signature check and claims
+    // checks, key already parsed), i.e. the floor under `validate_token`.
+    let jwks: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/rs256-bench-jwks.json")).unwrap();
+    let key = jsonwebtoken::DecodingKey::from_rsa_components(
+        jwks["keys"][0]["n"].as_str().unwrap(),
+        "AQAB",
+    )
+    .unwrap();
+    let rsa = EncodingKey::from_rsa_pem(include_bytes!("fixtures/rs256-bench-key.pem")).unwrap();
+    let token = sign(Algorithm::RS256, "bench-rs256", &rsa);
+    let mut validation = jsonwebtoken::Validation::new(Algorithm::RS256);
+    validation.set_audience(&[AUDIENCE]);
+    validation.set_issuer(&[ISSUER]);
+    c.bench_function("baseline_jsonwebtoken_decode_rs256", |b| {
+        b.iter(|| {
+            jsonwebtoken::decode::<serde_json::Value>(std::hint::black_box(&token), &key, &validation)
+                .unwrap()
+        })
+    });
 }
 
 /// 100 policies: 97 per-team upstream permits, a read-only role, admins, and a forbid on
@@ -151,6 +172,29 @@ fn cedar_decision(c: &mut Criterion) {
     assert!(a.is_authorized(&p, Action::CallTool, &tool, &ctx).is_allowed());
     c.bench_function("cedar_decision_100_policies", |b| {
         b.iter(|| a.is_authorized(std::hint::black_box(&p), Action::CallTool, &tool, &ctx))
+    });
+
+    // Worst case: 100 policies with no scope at all (conditions only), so every one is
+    // evaluated for every request.
+    let mut flat = String::new();
+    for i in 0..99 {
+        flat.push_str(&format!(
+            "permit (principal, action, resource) when {{ principal.groups.contains(\"team-{i}\") && resource.upstream == \"upstream-{i}\" }};\n"
+        ));
+    }
+    flat.push_str("forbid (principal, action, resource) when { resource is Moat::Tool && resource.destructive && !principal.roles.contains(\"admin\") };\n");
+    let flat = Authorizer::from_sources(&[("flat.cedar".into(), flat)]).unwrap();
+    assert_eq!(flat.policy_count(), 100);
+    assert!(flat.is_authorized(&p, Action::CallTool, &tool, &ctx).is_allowed());
+    c.bench_function("cedar_decision_100_unscoped_policies", |b| {
+        b.iter(|| flat.is_authorized(std::hint::black_box(&p), Action::CallTool, &tool, &ctx))
+    });
+
+    // Baseline in the same run: one `permit(principal, action, resource);` — the fixed cost of
+    // building the request, entities and context.
+    let one = Authorizer::from_sources(&[("one.cedar".into(), "permit(principal, action, resource);".into())]).unwrap();
+    c.bench_function("cedar_decision_1_policy", |b| {
+        b.iter(|| one.is_authorized(std::hint::black_box(&p), Action::CallTool, &tool, &ctx))
     });
 }
 

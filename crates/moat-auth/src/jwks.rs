@@ -241,14 +241,14 @@ impl JwksCache {
             return Ok(Arc::clone(key));
         }
         // Stale, empty, or unknown kid: fetch if allowed.
-        if self.may_fetch(!fresh || !have_keys) {
+        if self.may_fetch() {
             let _guard = self.fetch_lock.lock().await;
             // Another task may have fetched while we waited.
             let (again, fresh_now, _) = self.lookup(kid, alg);
             if let (Some(key), true) = (&again, fresh_now) {
                 return Ok(Arc::clone(key));
             }
-            if self.may_fetch(!fresh_now) {
+            if self.may_fetch() {
                 if let Err(e) = self.fetch().await {
                     tracing::warn!(error = %e, "could not refresh the issuer's signing keys");
                     if let Some(key) = again.or(found) {
@@ -289,9 +289,9 @@ impl JwksCache {
         self.state.read().map(|s| s.keys.len() > 0).unwrap_or(false)
     }
 
-    /// A fetch is allowed when none was attempted within `refetch_interval`. A cache that is
-    /// stale by age (`stale = true`) is still refetched at most once per interval.
-    fn may_fetch(&self, _stale: bool) -> bool {
+    /// A fetch is allowed when none was attempted within `refetch_interval` (whether it is
+    /// wanted for an unknown `kid` or because the cache is older than `max_age`).
+    fn may_fetch(&self) -> bool {
         let Ok(state) = self.state.read() else { return false };
         state.last_attempt.is_none_or(|t| t.elapsed() >= self.refetch_interval)
     }

@@ -18,13 +18,13 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use cedar_policy::{
-    Context as CedarContext, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName,
-    EntityUid, PolicyId, PolicySet, Request, RestrictedExpression, Schema, ValidationMode,
-    Validator,
+    ActionConstraint, Context as CedarContext, Decision as CedarDecision, Entities, Entity,
+    EntityId, EntityTypeName, EntityUid, Policy, PolicyId, PolicySet, Request, ResourceConstraint,
+    RestrictedExpression, Schema, ValidationMode, Validator,
 };
 use miette::Diagnostic;
 use serde_json::{Map, Value};
@@ -39,6 +39,9 @@ pub const SCHEMA: &str = include_str!("moat.cedarschema");
 const MAX_ARGUMENT_TAGS: usize = 256;
 /// Longest argument value given to Cedar (longer values are cut).
 const MAX_ARGUMENT_VALUE: usize = 4096;
+/// Most cached policy slices (one per action and upstream); past it, slices are built per
+/// request and not kept.
+const MAX_SLICES: usize = 4096;
 
 /// An MCP action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -174,9 +177,10 @@ pub struct Authorizer {
 
 struct Loaded {
     policies: PolicySet,
-    schema: Schema,
     authorizer: cedar_policy::Authorizer,
     types: Types,
+    /// The policies that can apply to one action on one upstream, by their scope alone.
+    slices: RwLock<HashMap<(Action, String), Arc<PolicySet>>>,
 }
 
 /// Parsed type names and action uids, built once.
@@ -253,7 +257,7 @@ impl Authorizer {
                 })
             }
         };
-        let validator = Validator::new(schema.clone());
+        let validator = Validator::new(schema);
         let mut problems = Vec::new();
         let mut all = PolicySet::new();
         let mut seen_ids: HashSet<String> = HashSet::new();
@@ -317,9 +321,9 @@ impl Authorizer {
         Ok(Authorizer {
             inner: Some(Arc::new(Loaded {
                 policies: all,
-                schema,
                 authorizer: cedar_policy::Authorizer::new(),
                 types,
+                slices: RwLock::new(HashMap::new()),
             })),
         })
     }
@@ -492,7 +496,10 @@ impl Loaded {
             .get(&action)
             .cloned()
             .ok_or_else(|| "unknown action".to_owned())?;
-        let request = Request::new(principal_uid, action_uid, resource_uid, cedar_context, Some(&self.schema))
+        // The request is built by us from the schema's own types, and every policy was
+        // validated against the schema in strict mode; validating each request again would
+        // only cost time. A mistake here shows up as an evaluation error, which denies.
+        let request = Request::new(principal_uid, action_uid.clone(), resource_uid, cedar_context, None)
             .map_err(|e| e.to_string())?;
         // Entities are built by us with the schema's types; checking them against the schema
         // again on every request would double the cost for nothing.
@@ -502,7 +509,8 @@ impl Loaded {
         )
         .map_err(|e| e.to_string())?;
 
-        let response = self.authorizer.is_authorized(&request, &self.policies, &entities);
+        let slice = self.slice(action, &action_uid, upstream, resource_kind(resource, t))?;
+        let response = self.authorizer.is_authorized(&request, &slice, &entities);
         let reasons: Vec<String> = response.diagnostics().reason().map(ToString::to_string).collect();
         let errors: Vec<String> = response.diagnostics().errors().map(ToString::to_string).collect();
         // INVARIANT: any evaluation error denies, even when some policy permitted.
@@ -513,6 +521,88 @@ impl Loaded {
             CedarDecision::Allow => Decision::Allow { reasons },
             CedarDecision::Deny => Decision::Deny { reasons, errors },
         })
+    }
+}
+
+impl Loaded {
+    /// The policies whose scope can match `action` on something in `upstream`.
+    ///
+    /// Cedar evaluates every policy of a set for every request. Most deployments scope
+    /// policies by action and upstream, so evaluating only the ones whose scope can match
+    /// keeps a decision's cost flat as policies are added. INVARIANT: this only drops policies
+    /// whose *scope* is false for this request; Cedar evaluates the scope before the
+    /// conditions and short-circuits, so a dropped policy could neither apply nor raise an
+    /// evaluation error. The decision, its reasons and its errors are unchanged.
+    fn slice(
+        &self,
+        action: Action,
+        action_uid: &EntityUid,
+        upstream: &str,
+        resource_type: &EntityTypeName,
+    ) -> Result<Arc<PolicySet>, String> {
+        let key = (action, upstream.to_owned());
+        if let Ok(slices) = self.slices.read() {
+            if let Some(slice) = slices.get(&key) {
+                return Ok(Arc::clone(slice));
+            }
+        }
+        let upstream_uid =
+            EntityUid::from_type_name_and_id(self.types.upstream.clone(), EntityId::new(upstream));
+        let policies: Vec<Policy> = self
+            .policies
+            .policies()
+            .filter(|p| {
+                action_may_match(&p.action_constraint(), action_uid)
+                    && resource_may_match(&p.resource_constraint(), &upstream_uid, resource_type, &self.types.upstream)
+            })
+            .cloned()
+            .collect();
+        let slice = Arc::new(PolicySet::from_policies(policies).map_err(|e| e.to_string())?);
+        if let Ok(mut slices) = self.slices.write() {
+            if slices.len() < MAX_SLICES {
+                slices.insert(key, Arc::clone(&slice));
+            }
+        }
+        Ok(slice)
+    }
+}
+
+/// The Cedar type of a resource.
+fn resource_kind<'t>(resource: &Resource<'_>, t: &'t Types) -> &'t EntityTypeName {
+    match resource {
+        Resource::Tool { .. } => &t.tool,
+        Resource::Prompt { .. } => &t.prompt,
+        Resource::Resource { .. } => &t.resource,
+    }
+}
+
+/// Whether an action scope can match `action`. The schema has no action groups, so `in [..]`
+/// is membership in the list.
+fn action_may_match(constraint: &ActionConstraint, action: &EntityUid) -> bool {
+    match constraint {
+        ActionConstraint::Any => true,
+        ActionConstraint::Eq(uid) => uid == action,
+        ActionConstraint::In(uids) => uids.contains(action),
+    }
+}
+
+/// Whether a resource scope can match a resource of `resource_type` whose only parent is
+/// `upstream`. Conservative: anything not provably false is kept.
+fn resource_may_match(
+    constraint: &ResourceConstraint,
+    upstream: &EntityUid,
+    resource_type: &EntityTypeName,
+    upstream_type: &EntityTypeName,
+) -> bool {
+    // `resource in U` for an upstream U holds only for things in U (a tool, prompt or resource
+    // is never an upstream itself).
+    let in_ok = |uid: &EntityUid| uid.type_name() != upstream_type || uid == upstream;
+    match constraint {
+        ResourceConstraint::Any => true,
+        ResourceConstraint::In(uid) => in_ok(uid),
+        ResourceConstraint::Eq(uid) => uid.type_name() != upstream_type,
+        ResourceConstraint::Is(ty) => ty == resource_type,
+        ResourceConstraint::IsIn(ty, uid) => ty == resource_type && in_ok(uid),
     }
 }
 
@@ -704,6 +794,48 @@ when { context has source_ip && context.source_ip.isInRange(ip("10.0.0.0/8"))
         assert!(a.is_authorized(&principal(&[]), Action::ListTools, &tool("u", "t", true), &inside).is_allowed());
         assert!(!a.is_authorized(&principal(&[]), Action::ListTools, &tool("u", "t", true), &outside).is_allowed());
         assert!(!a.is_authorized(&principal(&[]), Action::ListTools, &tool("u", "t", true), &Context::now()).is_allowed());
+    }
+
+    #[test]
+    fn scope_slicing_keeps_every_decision() {
+        let a = load(
+            r#"
+@id("a-team")
+permit(principal, action, resource in Moat::Upstream::"a") when { principal.groups.contains("t") };
+@id("b-tools")
+permit(principal, action == Moat::Action::"call_tool", resource is Moat::Tool in Moat::Upstream::"b");
+@id("prompts")
+permit(principal, action in [Moat::Action::"get_prompt"], resource is Moat::Prompt);
+@id("no-a-deletes")
+forbid(principal, action, resource in Moat::Upstream::"a") when { resource is Moat::Tool && resource.name == "delete" };
+@id("overflow-in-c")
+forbid(principal, action, resource in Moat::Upstream::"c") when { context.unix_time * 100000000000 > 0 };
+@id("exact-tool")
+permit(principal, action, resource == Moat::Tool::"d/t");
+"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut p = principal(&[]);
+        p.groups.insert("t".into());
+        let ctx = Context::now();
+        let decide = |action, r: &Resource<'_>| a.is_authorized(&p, action, r, &ctx);
+        let allow = |id: &str| Decision::Allow { reasons: vec![id.to_owned()] };
+        assert_eq!(decide(Action::CallTool, &tool("a", "t", true)), allow("a-team"));
+        assert_eq!(
+            decide(Action::CallTool, &tool("a", "delete", true)),
+            Decision::Deny { reasons: vec!["no-a-deletes".into()], errors: vec![] }
+        );
+        assert_eq!(decide(Action::CallTool, &tool("b", "t", true)), allow("b-tools"));
+        assert!(!decide(Action::ListTools, &tool("b", "t", true)).is_allowed());
+        let prompt = Resource::Prompt { upstream: "b", name: "p" };
+        assert_eq!(decide(Action::GetPrompt, &prompt), allow("prompts"));
+        assert!(!decide(Action::ListPrompts, &prompt).is_allowed());
+        // The erroring forbid only matters on its own upstream.
+        assert!(matches!(decide(Action::CallTool, &tool("c", "t", true)), Decision::Deny { errors, .. } if !errors.is_empty()));
+        assert_eq!(decide(Action::CallTool, &tool("d", "t", true)), allow("exact-tool"));
+        assert!(!decide(Action::CallTool, &tool("d", "u", true)).is_allowed());
+        // Asking again uses the cached slices and gives the same answers.
+        assert_eq!(decide(Action::CallTool, &tool("a", "t", true)), allow("a-team"));
     }
 
     #[test]
