@@ -1,0 +1,128 @@
+"""The MCP conformance suite (`@modelcontextprotocol/conformance` 0.1.16, server mode) through
+`moat gateway`: the gateway must pass every scenario that its upstream,
+`moat demo-server --conformance`, passes when tested directly (`dns-rebinding-protection`
+included), with the upstream behind the gateway as a stdio child and as an HTTP server.
+
+Both sides are measured in the same test, so the comparison holds whatever the suite or the
+demo server do. The counts are recorded in docs/conformance.md ("Through the gateway")."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from typing import Any, Callable
+
+import pytest
+
+# Scenarios whose checks depend on the server answering a POST with an event stream (priming
+# event with an id, `retry` field). The gateway answers JSON when nothing precedes the
+# response and does not assign event ids on its own streams yet, so there the suite marks
+# those checks "not applicable" instead of running them.
+SSE_SCENARIOS = ["server-sse-polling", "server-sse-multiple-streams"]
+
+
+def upstream(kind: str, moat_bin: str, start_demo_http: Callable[..., str]) -> dict[str, Any]:
+    if kind == "stdio":
+        return {"name": "conformance", "command": [moat_bin, "demo-server", "--conformance"]}
+    return {"name": "conformance", "url": start_demo_http("--conformance")}
+
+
+@pytest.mark.conformance
+@pytest.mark.parametrize("upstream_kind", ["stdio", "http"])
+def test_gateway_passes_every_scenario_its_upstream_passes(
+    upstream_kind: str, moat_bin: str, start_demo_http: Callable[..., str], gateway: Callable[..., Any],
+    run_conformance: Callable[..., Any],
+) -> None:
+    direct = run_conformance(start_demo_http("--conformance"), suite="all")
+    gw = gateway(upstreams=[upstream(upstream_kind, moat_bin, start_demo_http)])
+    through = run_conformance(gw.url, suite="all")
+
+    print(f"conformance, demo server alone: {len(direct.passed_scenarios)}/{len(direct.scenarios)} "
+          f"scenarios, {direct.passed_checks} checks passed, {direct.failed_checks} failed")
+    print(f"conformance, through the gateway ({upstream_kind} upstream): "
+          f"{len(through.passed_scenarios)}/{len(through.scenarios)} scenarios, "
+          f"{through.passed_checks} checks passed, {through.failed_checks} failed")
+    fewer = {n: (direct.scenarios[n][0], through.scenarios.get(n, (0, 0))[0])
+             for n in direct.scenarios if through.scenarios.get(n, (0, 0))[0] < direct.scenarios[n][0]}
+    if fewer:
+        print(f"scenarios with fewer checks run through the gateway (direct, gateway): {fewer}")
+
+    # The suite ran the same scenarios both times, and the upstream is worth comparing to.
+    assert set(through.scenarios) == set(direct.scenarios), through.output[-4000:]
+    assert "dns-rebinding-protection" in direct.passed_scenarios, direct.output[-4000:]
+    lost = sorted(set(direct.passed_scenarios) - set(through.passed_scenarios))
+    assert lost == [], f"scenarios that fail only through the gateway: {lost}\n{through.output[-6000:]}"
+    assert "dns-rebinding-protection" in through.passed_scenarios
+    assert through.failed_checks <= direct.failed_checks, through.output[-6000:]
+
+
+@pytest.mark.conformance
+@pytest.mark.xfail(strict=True, reason="the gateway answers a POST as JSON when nothing precedes the "
+                   "response and assigns no SSE event ids, so the suite skips the priming-event, "
+                   "retry-field and SSE-stream checks (see docs/gateway.md, Resumability)")
+def test_gateway_runs_every_sse_check_its_upstream_runs(
+    moat_bin: str, start_demo_http: Callable[..., str], gateway: Callable[..., Any],
+    run_conformance: Callable[..., Any],
+) -> None:
+    url = start_demo_http("--conformance")
+    gw = gateway(upstreams=[{"name": "conformance", "url": url}])
+    for scenario in SSE_SCENARIOS:
+        direct = run_conformance(url, scenario=scenario)
+        through = run_conformance(gw.url, scenario=scenario)
+        assert through.scenarios[scenario][1] == 0, through.output[-4000:]
+        assert through.scenarios[scenario][0] >= direct.scenarios[scenario][0], (
+            f"{scenario}: {direct.scenarios[scenario][0]} checks run directly, "
+            f"{through.scenarios[scenario][0]} through the gateway")
+
+
+# ---------------------------------------------------------------------------------------------
+# Found by the suite's `tools-call-with-progress` scenario, which failed now and then through the
+# gateway ("Expected at least 3 progress notifications, got 2"): progress notifications must
+# reach the client before the result of the call they report on. Without the suite, and
+# repeated, because the loss is a race.
+
+PROGRESS_CALLS = 60
+
+
+def post_json(url: str, body: dict[str, Any], sid: str | None = None) -> tuple[Any, str]:
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    if sid:
+        headers |= {"Mcp-Session-Id": sid, "MCP-Protocol-Version": "2025-06-18"}
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers)
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return resp.headers, resp.read().decode()
+
+
+def messages_of(headers: Any, body: str) -> list[dict[str, Any]]:
+    if not headers.get("Content-Type", "").startswith("text/event-stream"):
+        return [json.loads(body)]
+    out = []
+    for block in body.replace("\r\n", "\n").split("\n\n"):
+        data = "\n".join(line[5:].removeprefix(" ") for line in block.split("\n") if line.startswith("data:"))
+        if data:
+            out.append(json.loads(data))
+    return out
+
+
+@pytest.mark.parametrize("upstream_kind", ["stdio", "http"])
+def test_progress_notifications_reach_the_client_before_the_result(
+    upstream_kind: str, moat_bin: str, start_demo_http: Callable[..., str], gateway: Callable[..., Any],
+) -> None:
+    gw = gateway(upstreams=[upstream(upstream_kind, moat_bin, start_demo_http)])
+    headers, _ = post_json(gw.url, {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "progress-test", "version": "1"}}})
+    sid = headers["Mcp-Session-Id"]
+    post_json(gw.url, {"jsonrpc": "2.0", "method": "notifications/initialized"}, sid)
+    lost = []
+    for i in range(PROGRESS_CALLS):
+        token = f"p-{i}"
+        headers, body = post_json(gw.url, {"jsonrpc": "2.0", "id": i + 1, "method": "tools/call", "params": {
+            "name": "test_tool_with_progress", "arguments": {}, "_meta": {"progressToken": token}}}, sid)
+        msgs = messages_of(headers, body)
+        assert msgs[-1].get("id") == i + 1 and "result" in msgs[-1], msgs
+        progress = [m["params"]["progress"] for m in msgs
+                    if m.get("method") == "notifications/progress" and m["params"].get("progressToken") == token]
+        # The conformance fixture reports 0, 50 and 100 before it returns.
+        if progress != [0, 50, 100]:
+            lost.append((i, progress))
+    assert lost == [], f"{len(lost)} of {PROGRESS_CALLS} calls did not get all their progress notifications first: {lost[:5]}"
