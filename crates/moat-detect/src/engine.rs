@@ -10,13 +10,13 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 use crate::finding::{Finding, Owasp, Severity};
 use crate::normalize::{normalize, HiddenKind, HiddenRun, Normalized};
 use crate::rules::{
-    parse_rule_file, Builtin, RuleError, RuleSyntax, Scope, Validator, BUILTIN_RULE_FILES, DEFAULT_WINDOW,
+    parse_rule_file, Anchor, Builtin, RuleError, RuleSyntax, Scope, Validator, BUILTIN_RULE_FILES, DEFAULT_WINDOW,
     BUILTIN_PATTERN_SIZE_LIMIT, PATTERN_NEST_LIMIT, PATTERN_SIZE_LIMIT,
 };
 use crate::validate;
@@ -73,8 +73,9 @@ struct Engine {
     /// Pattern rules with no keywords, per scope, and the set that prefilters them.
     unanchored_text: Option<(RegexSet, Vec<usize>)>,
     unanchored_tool: Option<(RegexSet, Vec<usize>)>,
-    base64: Regex,
-    hex: Regex,
+    /// Rules anchored on digit clusters, per scope.
+    digits_text: Option<(RegexSet, Vec<usize>)>,
+    digits_tool: Option<(RegexSet, Vec<usize>)>,
 }
 
 /// The detection engine: built-in rules plus any user rules, compiled once. Cheap to clone
@@ -147,13 +148,19 @@ impl Detector {
                 AhoCorasickBuilder::new()
                     .ascii_case_insensitive(true)
                     .match_kind(MatchKind::Standard)
+                    .kind(Some(AhoCorasickKind::DFA))
                     .build(keyword_index.iter().map(|(k, _)| k.as_str()))
                     .map_err(|e| RuleError::Prefilter(e.to_string()))?,
             )
         };
-        let unanchored_set = |scope: Scope| -> Result<Option<(RegexSet, Vec<usize>)>, RuleError> {
-            let ids: Vec<usize> =
-                unanchored.iter().copied().filter(|&i| rules.get(i).is_some_and(|r| r.in_scope(scope))).collect();
+        let unanchored_set = |scope: Scope, digits: bool| -> Result<Option<(RegexSet, Vec<usize>)>, RuleError> {
+            let ids: Vec<usize> = unanchored
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    rules.get(i).is_some_and(|r| r.in_scope(scope) && (r.spec.anchor == Some(Anchor::Digits)) == digits)
+                })
+                .collect();
             if ids.is_empty() {
                 return Ok(None);
             }
@@ -166,9 +173,10 @@ impl Detector {
                 .map_err(|e| RuleError::Prefilter(e.to_string()))?;
             Ok(Some((set, ids)))
         };
-        let unanchored_text = unanchored_set(Scope::Text)?;
-        let unanchored_tool = unanchored_set(Scope::Tool)?;
-        let internal = |p: &str| Regex::new(p).map_err(|e| RuleError::Prefilter(e.to_string()));
+        let unanchored_text = unanchored_set(Scope::Text, false)?;
+        let unanchored_tool = unanchored_set(Scope::Tool, false)?;
+        let digits_text = unanchored_set(Scope::Text, true)?;
+        let digits_tool = unanchored_set(Scope::Tool, true)?;
         Ok(Self {
             engine: Arc::new(Engine {
                 rules,
@@ -176,8 +184,8 @@ impl Detector {
                 keyword_rules: keyword_index.into_iter().map(|(_, ids)| ids).collect(),
                 unanchored_text,
                 unanchored_tool,
-                base64: internal(r"[A-Za-z0-9+/_-]{24,}={0,2}")?,
-                hex: internal(r"(?:[0-9a-fA-F]{2}){16,}")?,
+                digits_text,
+                digits_tool,
             }),
         })
     }
@@ -317,7 +325,23 @@ impl Detector {
                 self.run_rule(rule, text, 0, norm, ctx, &mut seen, ri, out);
             }
         }
-        // 3. Encoded payloads: decode, rescan with the injection rules, report as hidden text.
+        // 3. Number rules, only around clusters of digits.
+        let digits = match ctx.scope {
+            Scope::Text => engine.digits_text.as_ref(),
+            Scope::Tool => engine.digits_tool.as_ref(),
+            Scope::ServerSet => None,
+        };
+        if let Some((set, ids)) = digits.filter(|_| depth == 0) {
+            for (start, end) in digit_windows(text) {
+                let Some(window) = text.get(start..end) else { continue };
+                for idx in set.matches(window).iter() {
+                    let Some(&ri) = ids.get(idx) else { continue };
+                    let Some(rule) = engine.rules.get(ri) else { continue };
+                    self.run_rule(rule, window, start, norm, ctx, &mut seen, ri, out);
+                }
+            }
+        }
+        // 4. Encoded payloads: decode, rescan with the injection rules, report as hidden text.
         if depth == 0 {
             self.payload_findings(norm, ctx, budget, out);
         }
@@ -383,26 +407,21 @@ impl Detector {
         let hex = self.builtin_rule(Builtin::HexPayload).filter(|r| r.in_scope(ctx.scope));
         let html = self.builtin_rule(Builtin::HtmlCommentPayload).filter(|r| r.in_scope(ctx.scope));
         let mut candidates: Vec<(&Rule, Range<usize>, String)> = Vec::new();
-        if let Some(rule) = hex {
-            for m in self.engine.hex.find_iter(text) {
-                if m.len() > MAX_ENCODED_RUN || m.len() > *budget {
+        if b64.is_some() || hex.is_some() {
+            for run in encoded_runs(text) {
+                let Some(run_text) = text.get(run.clone()) else { continue };
+                if run.len() > MAX_ENCODED_RUN || run.len() > *budget {
                     continue;
                 }
-                if let Some(decoded) = decode_hex(m.as_str()) {
-                    *budget -= m.len();
-                    candidates.push((rule, m.range(), decoded));
-                }
-            }
-        }
-        if let Some(rule) = b64 {
-            for m in self.engine.base64.find_iter(text) {
-                if m.len() > MAX_ENCODED_RUN || m.len() > *budget || is_hex(m.as_str()) {
-                    continue;
-                }
-                if let Some(decoded) = decode_base64(m.as_str()) {
-                    *budget -= m.len();
-                    candidates.push((rule, m.range(), decoded));
-                }
+                let as_hex = is_hex(run_text) && run.len() >= MIN_HEX_RUN && run.len() % 2 == 0;
+                let (rule, decoded) = if as_hex {
+                    (hex, decode_hex(run_text))
+                } else {
+                    (b64, decode_base64(run_text))
+                };
+                let (Some(rule), Some(decoded)) = (rule, decoded) else { continue };
+                *budget -= run.len();
+                candidates.push((rule, run, decoded));
             }
         }
         if let Some(rule) = html {
@@ -664,6 +683,80 @@ fn mentioned(text: &str, m: Range<usize>) -> bool {
 /// at most seven lower-case letters or digits. Hidden instructions need more, and capitals or spaces.
 fn is_flag_sequence(run: &HiddenRun) -> bool {
     run.decoded.len() <= 7 && run.decoded.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// Digits further apart than this start a new cluster.
+const DIGIT_GAP: usize = 4;
+/// A cluster needs this many digits before number rules look at it.
+const MIN_CLUSTER_DIGITS: usize = 4;
+/// Bytes either side of a digit cluster that number rules see (IBAN country codes, `+`, brackets).
+const DIGIT_MARGIN: usize = 24;
+
+/// Windows around clusters of at least [`MIN_CLUSTER_DIGITS`] digits, merged, on char boundaries.
+fn digit_windows(text: &str) -> Vec<(usize, usize)> {
+    let bytes = text.as_bytes();
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    let mut cluster: Option<(usize, usize, usize)> = None; // (first digit, last digit, count)
+    let mut flush = |c: (usize, usize, usize), out: &mut Vec<(usize, usize)>| {
+        if c.2 >= MIN_CLUSTER_DIGITS {
+            let start = floor_char(text, c.0.saturating_sub(DIGIT_MARGIN));
+            let end = ceil_char(text, c.1 + 1 + DIGIT_MARGIN);
+            match out.last_mut() {
+                Some(last) if start <= last.1 => last.1 = last.1.max(end),
+                _ => out.push((start, end)),
+            }
+        }
+    };
+    for (i, b) in bytes.iter().enumerate() {
+        if !b.is_ascii_digit() {
+            continue;
+        }
+        cluster = match cluster {
+            Some((first, last, n)) if i - last <= DIGIT_GAP => Some((first, i, n + 1)),
+            Some(c) => {
+                flush(c, &mut out);
+                Some((i, i, 1))
+            }
+            None => Some((i, i, 1)),
+        };
+    }
+    if let Some(c) = cluster {
+        flush(c, &mut out);
+    }
+    out
+}
+
+/// Shortest base64 run worth decoding (18 bytes of text).
+const MIN_BASE64_RUN: usize = 24;
+/// Shortest hex run worth decoding (16 bytes of text).
+const MIN_HEX_RUN: usize = 32;
+
+/// Runs of base64/base64url alphabet characters (plus trailing `=`) at least
+/// [`MIN_BASE64_RUN`] long: one tight byte loop, no regex.
+fn encoded_runs(text: &str) -> Vec<Range<usize>> {
+    let is_b64 = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'_' | b'-');
+    let bytes = text.as_bytes();
+    let mut runs = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if !bytes.get(i).copied().is_some_and(is_b64) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while bytes.get(i).copied().is_some_and(is_b64) {
+            i += 1;
+        }
+        let mut end = i;
+        while end < start + MAX_ENCODED_RUN && end - i < 2 && bytes.get(end) == Some(&b'=') {
+            end += 1;
+        }
+        if end - start >= MIN_BASE64_RUN {
+            runs.push(start..end);
+        }
+        i = end.max(i);
+    }
+    runs
 }
 
 fn is_hex(s: &str) -> bool {

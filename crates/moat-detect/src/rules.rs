@@ -75,6 +75,14 @@ pub enum Builtin {
     DescriptionLength,
 }
 
+/// Where a rule without keywords runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Anchor {
+    /// Only near clusters of at least four digits (numbers: cards, phones, IBANs, IP addresses).
+    Digits,
+}
+
 /// A check run on a regex match before it becomes a finding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -116,6 +124,9 @@ pub struct RuleSyntax {
     /// Bytes either side of a keyword hit that the pattern sees.
     #[serde(default)]
     pub window: Option<usize>,
+    /// For a rule without keywords: run it only near digit clusters instead of on the whole text.
+    #[serde(default)]
+    pub anchor: Option<Anchor>,
     /// A `regex` crate pattern (linear time). Exactly one of `pattern` and `builtin`.
     #[serde(default)]
     pub pattern: Option<String>,
@@ -211,6 +222,9 @@ pub fn parse_rule_file(file: &str, src: &str) -> Result<Vec<RuleSyntax>, RuleErr
         }
         if rule.keywords.iter().any(|k| k.trim().is_empty()) {
             return Err(problem("has an empty keyword"));
+        }
+        if rule.anchor.is_some() && !rule.keywords.is_empty() {
+            return Err(problem("a rule has either `keywords` or an `anchor`, not both"));
         }
         if rule.builtin.is_some() && !rule.keywords.is_empty() {
             return Err(problem("a builtin rule takes no `keywords`"));
