@@ -16,8 +16,6 @@ use moat_store::{AuditStore, UnixMillis};
 
 /// Records per measured run.
 const RECORDS: u64 = 10_000;
-/// Concurrent callers (gateway requests in flight).
-const PRODUCERS: u64 = 64;
 
 fn event(i: u64) -> AuditEvent {
     let mut e = AuditEvent::new("tools/call", if i % 10 == 0 { Decision::Deny } else { Decision::Allow });
@@ -41,8 +39,9 @@ enum Sink {
     Jsonl,
 }
 
-/// Writes RECORDS records with PRODUCERS concurrent callers; returns the time taken.
-fn run(rt: &tokio::runtime::Runtime, sink: Sink, required: bool, signer_pem: &str) -> Duration {
+/// Writes RECORDS records with `producers` concurrent callers (gateway requests in flight);
+/// returns the time taken.
+fn run(rt: &tokio::runtime::Runtime, sink: Sink, required: bool, producers: u64, signer_pem: &str) -> Duration {
     let dir = tempfile::tempdir().unwrap();
     rt.block_on(async {
         let sink: Box<dyn AuditSink> = match sink {
@@ -58,13 +57,13 @@ fn run(rt: &tokio::runtime::Runtime, sink: Sink, required: bool, signer_pem: &st
         let log = AuditLog::start(config, vec![sink], Some(signer)).await.unwrap();
         let start = Instant::now();
         let mut tasks = Vec::new();
-        for p in 0..PRODUCERS {
+        for p in 0..producers {
             let log = log.clone();
             tasks.push(tokio::spawn(async move {
                 let mut i = p;
                 while i < RECORDS {
                     log.append(event(i)).await.unwrap();
-                    i += PRODUCERS;
+                    i += producers;
                 }
             }));
         }
@@ -87,16 +86,20 @@ fn audit_write(c: &mut Criterion) {
     group.sample_size(10);
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(8));
+    let normal = Sink::Sqlite { synchronous_full: false };
+    let full = Sink::Sqlite { synchronous_full: true };
     let cases = [
-        ("sqlite_wal_normal_required", Sink::Sqlite { synchronous_full: false }, true),
-        ("sqlite_wal_full_required", Sink::Sqlite { synchronous_full: true }, true),
-        ("sqlite_wal_normal_not_required", Sink::Sqlite { synchronous_full: false }, false),
-        ("jsonl_fsync_required", Sink::Jsonl, true),
-        ("jsonl_not_required", Sink::Jsonl, false),
+        ("sqlite_wal_normal_required/64", normal, true, 64),
+        ("sqlite_wal_full_required/64", full, true, 64),
+        ("sqlite_wal_full_required/256", full, true, 256),
+        ("sqlite_wal_normal_not_required/64", normal, false, 64),
+        ("jsonl_fsync_required/64", Sink::Jsonl, true, 64),
+        ("jsonl_fsync_required/256", Sink::Jsonl, true, 256),
+        ("jsonl_not_required/64", Sink::Jsonl, false, 64),
     ];
-    for (name, sink, required) in cases {
+    for (name, sink, required, producers) in cases {
         group.bench_function(name, |b| {
-            b.iter_custom(|iters| (0..iters).map(|_| run(&rt, sink, required, &pem)).sum());
+            b.iter_custom(|iters| (0..iters).map(|_| run(&rt, sink, required, producers, &pem)).sum());
         });
     }
     group.finish();

@@ -63,3 +63,25 @@ fn default_seal_every() -> u64 {
 fn default_seal_interval() -> Duration {
     Duration::secs(10)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse_and_unknown_keys_are_refused() {
+        let c: AuditConfig = toml::from_str("").unwrap();
+        assert!(c.store && !c.include_arguments);
+        assert_eq!((c.required, c.seal_every, c.seal_interval), (None, 1000, Duration::secs(10)));
+        let c: AuditConfig = toml::from_str(
+            "jsonl = \"/var/log/moat/audit.jsonl\"\nrequired = true\nsigning_key = \"file:/etc/moat/audit.key\"\nseal_every = 50\nseal_interval = \"2s\"",
+        )
+        .unwrap();
+        assert_eq!(c.signing_key, Some(SecretRef::File("/etc/moat/audit.key".into())));
+        assert_eq!((c.required, c.seal_every, c.seal_interval), (Some(true), 50, Duration::secs(2)));
+        assert!(toml::from_str::<AuditConfig>("jsnol = \"x\"").is_err());
+        assert!(toml::from_str::<AuditConfig>("seal_interval = \"soon\"").is_err());
+        // A key written inline is refused: keys only by reference.
+        assert!(toml::from_str::<AuditConfig>("signing_key = \"MC4CAQAwBQYDK2VwBCIEIA\"").is_err());
+    }
+}

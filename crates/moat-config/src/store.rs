@@ -14,3 +14,16 @@ pub struct StoreConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_is_optional_and_unknown_keys_are_refused() {
+        assert_eq!(toml::from_str::<StoreConfig>("").unwrap().url, None);
+        let c: StoreConfig = toml::from_str("url = \"sqlite:///var/lib/moat/moat.db\"").unwrap();
+        assert_eq!(c.url.as_deref(), Some("sqlite:///var/lib/moat/moat.db"));
+        assert!(toml::from_str::<StoreConfig>("uri = \"memory\"").is_err());
+    }
+}
