@@ -181,6 +181,8 @@ struct Loaded {
     types: Types,
     /// The policies that can apply to one action on one upstream, by their scope alone.
     slices: RwLock<HashMap<(Action, String), Arc<PolicySet>>>,
+    /// The last context built, with its second and source address.
+    context_cache: RwLock<Option<(u64, Option<IpAddr>, CedarContext)>>,
 }
 
 /// Parsed type names and action uids, built once.
@@ -324,6 +326,7 @@ impl Authorizer {
                 authorizer: cedar_policy::Authorizer::new(),
                 types,
                 slices: RwLock::new(HashMap::new()),
+                context_cache: RwLock::new(None),
             })),
         })
     }
@@ -465,7 +468,8 @@ impl Loaded {
         .map_err(|e| e.to_string())?;
         let upstream_entity = Entity::new_no_attrs(upstream_uid, HashSet::new());
 
-        // Arguments, as tags of one entity.
+        // Arguments, as tags of one entity (and their names as an attribute), so that the
+        // context itself does not depend on the call and can be reused.
         let arguments_uid = uid(&t.arguments, "request");
         let mut names = Vec::new();
         let mut tags = Vec::new();
@@ -475,21 +479,15 @@ impl Loaded {
                 tags.push((name.clone(), s(&argument_text(value))));
             }
         }
-        let arguments_entity = Entity::new_with_tags(arguments_uid.clone(), [], [], tags)
-            .map_err(|e| e.to_string())?;
+        let arguments_entity = Entity::new_with_tags(
+            arguments_uid.clone(),
+            [("names".to_owned(), RestrictedExpression::new_set(names))],
+            [],
+            tags,
+        )
+        .map_err(|e| e.to_string())?;
 
-        // Context.
-        let unix = context.time.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let mut pairs = vec![
-            ("arguments".to_owned(), RestrictedExpression::new_entity_uid(arguments_uid)),
-            ("argument_names".to_owned(), RestrictedExpression::new_set(names)),
-            ("time".to_owned(), RestrictedExpression::new_datetime(rfc3339_utc(unix))),
-            ("unix_time".to_owned(), RestrictedExpression::new_long(i64::try_from(unix).unwrap_or(i64::MAX))),
-        ];
-        if let Some(ip) = context.source_ip {
-            pairs.push(("source_ip".to_owned(), RestrictedExpression::new_ip(ip.to_string())));
-        }
-        let cedar_context = CedarContext::from_pairs(pairs).map_err(|e| e.to_string())?;
+        let cedar_context = self.context(context, arguments_uid)?;
 
         let action_uid = t
             .actions
@@ -525,6 +523,34 @@ impl Loaded {
 }
 
 impl Loaded {
+    /// The Cedar context: `arguments` (a reference to the arguments entity), `time`,
+    /// `unix_time`, `source_ip`. It depends only on the second and the address, so the last one
+    /// built is reused: building it means parsing a `datetime`, which costs more than
+    /// evaluating most policies (and list filtering asks once per tool, at the same instant).
+    fn context(&self, context: &Context<'_>, arguments_uid: EntityUid) -> Result<CedarContext, String> {
+        let unix = context.time.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        if let Ok(cache) = self.context_cache.read() {
+            if let Some((second, ip, cached)) = cache.as_ref() {
+                if *second == unix && *ip == context.source_ip {
+                    return Ok(cached.clone());
+                }
+            }
+        }
+        let mut pairs = vec![
+            ("arguments".to_owned(), RestrictedExpression::new_entity_uid(arguments_uid)),
+            ("time".to_owned(), RestrictedExpression::new_datetime(rfc3339_utc(unix))),
+            ("unix_time".to_owned(), RestrictedExpression::new_long(i64::try_from(unix).unwrap_or(i64::MAX))),
+        ];
+        if let Some(ip) = context.source_ip {
+            pairs.push(("source_ip".to_owned(), RestrictedExpression::new_ip(ip.to_string())));
+        }
+        let built = CedarContext::from_pairs(pairs).map_err(|e| e.to_string())?;
+        if let Ok(mut cache) = self.context_cache.write() {
+            *cache = Some((unix, context.source_ip, built.clone()));
+        }
+        Ok(built)
+    }
+
     /// The policies whose scope can match `action` on something in `upstream`.
     ///
     /// Cedar evaluates every policy of a set for every request. Most deployments scope
@@ -770,6 +796,17 @@ when { context.arguments.hasTag("path") && context.arguments.getTag("path") like
         assert!(!decide(serde_json::json!({"path": "/etc/passwd"})));
         assert!(decide(serde_json::json!({"path": "/srv/x"})));
         assert!(decide(serde_json::json!({"other": 1})));
+        let names = load(
+            r#"permit(principal, action, resource) when { context.arguments.names.contains("confirm") };"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        fn ctx(v: &serde_json::Value) -> Context<'_> {
+            Context { arguments: v.as_object(), ..Context::now() }
+        }
+        let with = serde_json::json!({"confirm": true, "n": 1});
+        let without = serde_json::json!({"n": 1});
+        assert!(names.is_authorized(&principal(&[]), Action::CallTool, &tool("u", "t", true), &ctx(&with)).is_allowed());
+        assert!(!names.is_authorized(&principal(&[]), Action::CallTool, &tool("u", "t", true), &ctx(&without)).is_allowed());
     }
 
     #[test]
