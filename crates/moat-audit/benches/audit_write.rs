@@ -18,7 +18,7 @@ use moat_store::{AuditStore, UnixMillis};
 const RECORDS: u64 = 10_000;
 
 fn event(i: u64) -> AuditEvent {
-    let mut e = AuditEvent::new("tools/call", if i % 10 == 0 { Decision::Deny } else { Decision::Allow });
+    let mut e = AuditEvent::new("tools/call", if i.is_multiple_of(10) { Decision::Deny } else { Decision::Allow });
     e.time = UnixMillis::now();
     e.principal = Some(AuditPrincipal { subject: format!("user-{}", i % 50), client_id: Some("claude-code".into()) });
     e.session = Some("7f9c2ba4e88f827d616045507605853e".into());
@@ -26,7 +26,7 @@ fn event(i: u64) -> AuditEvent {
     e.upstream = Some("github".into());
     e.target = Some("create_issue".into());
     e.arguments_sha256 = Some("44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a".into());
-    e.rules = if i % 10 == 0 { vec!["MOAT-TP-001".into()] } else { vec![] };
+    e.rules = if i.is_multiple_of(10) { vec!["MOAT-TP-001".into()] } else { vec![] };
     e.latency_us = 850;
     e.result_bytes = Some(2048);
     e.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".into());

@@ -187,6 +187,7 @@ impl AuditVerifyingKey {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
     use moat_store::UnixMillis;

@@ -276,6 +276,7 @@ pub(crate) fn parse_time(s: &str) -> Option<UnixMillis> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
 

@@ -37,6 +37,7 @@ pub fn find_strings_in_file(path: &Path, secrets: &[&str]) -> std::io::Result<Ve
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
 

@@ -56,7 +56,7 @@ pub struct AuditLog {
 }
 
 enum Msg {
-    Append { event: AuditEvent, ack: Option<oneshot::Sender<Result<u64, String>>> },
+    Append { event: Box<AuditEvent>, ack: Option<oneshot::Sender<Result<u64, String>>> },
     Flush(oneshot::Sender<Result<(), String>>),
     Shutdown(oneshot::Sender<Result<(), String>>),
 }
@@ -99,11 +99,11 @@ impl AuditLog {
     /// has stopped.
     pub async fn append(&self, event: AuditEvent) -> Result<AuditReceipt, AuditError> {
         if !self.required {
-            self.tx.send(Msg::Append { event, ack: None }).await.map_err(|_| closed())?;
+            self.tx.send(Msg::Append { event: Box::new(event), ack: None }).await.map_err(|_| closed())?;
             return Ok(AuditReceipt { seq: None });
         }
         let (ack, done) = oneshot::channel();
-        self.tx.send(Msg::Append { event, ack: Some(ack) }).await.map_err(|_| closed())?;
+        self.tx.send(Msg::Append { event: Box::new(event), ack: Some(ack) }).await.map_err(|_| closed())?;
         match done.await {
             Ok(Ok(seq)) => Ok(AuditReceipt { seq: Some(seq) }),
             Ok(Err(e)) => Err(AuditError::NotWritten(e)),
@@ -211,7 +211,7 @@ impl Writer {
             for msg in batch.drain(..) {
                 match msg {
                     Msg::Append { event, ack } => {
-                        events.push(event);
+                        events.push(*event);
                         acks.push(ack);
                     }
                     other => controls.push(other),

@@ -35,14 +35,14 @@ fn config(seal_every: u64) -> AuditLogConfig {
 }
 
 fn event(i: u64) -> AuditEvent {
-    let mut e = AuditEvent::new("tools/call", if i % 3 == 0 { Decision::Deny } else { Decision::Allow });
+    let mut e = AuditEvent::new("tools/call", if i.is_multiple_of(3) { Decision::Deny } else { Decision::Allow });
     e.time = UnixMillis(1_764_171_000_000 + i as i64 * 1000);
     e.principal = Some(AuditPrincipal { subject: format!("user-{}", i % 2), client_id: Some("claude".into()) });
     e.session = Some("sess-1".into());
     e.source = Some("127.0.0.1:50000".into());
     e.upstream = Some("github".into());
     e.target = Some(format!("tool_{i}"));
-    e.rules = if i % 3 == 0 { vec!["MOAT-TP-001".into()] } else { vec![] };
+    e.rules = if i.is_multiple_of(3) { vec!["MOAT-TP-001".into()] } else { vec![] };
     e.latency_us = 1200 + i;
     e.result_bytes = Some(512);
     e.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".into());
@@ -214,7 +214,10 @@ async fn a_rewritten_chain_breaks_the_seal() {
     let i = l.iter().position(|x| x.contains("\"seal\"")).unwrap();
     let mut v: serde_json::Value = serde_json::from_str(&l[i]).unwrap();
     let sig = v["seal"]["sig"].as_str().unwrap().to_owned();
-    let flipped = if sig.starts_with('A') { format!("B{}", &sig[1..]) } else { format!("A{}", &sig[1..]) };
+    let flipped = match sig.strip_prefix('A') {
+        Some(rest) => format!("B{rest}"),
+        None => format!("A{}", &sig[1..]),
+    };
     v["seal"]["sig"] = flipped.into();
     l[i] = v.to_string();
     write_lines(&path, &l);
