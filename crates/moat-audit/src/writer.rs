@@ -55,6 +55,12 @@ pub struct AuditLog {
     required: bool,
 }
 
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog").field("required", &self.required).finish_non_exhaustive()
+    }
+}
+
 enum Msg {
     Append { event: Box<AuditEvent>, ack: Option<oneshot::Sender<Result<u64, String>>> },
     Flush(oneshot::Sender<Result<(), String>>),

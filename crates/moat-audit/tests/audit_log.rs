@@ -437,3 +437,25 @@ async fn both_sinks_at_once() {
     assert_eq!((db.records, db.last_sealed_seq), (7, Some(7)));
     log.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_idle_writer_seals_on_its_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = keys();
+    let path = dir.path().join("audit.jsonl");
+    let sink: Box<dyn AuditSink> = Box::new(JsonlSink::open(&path).unwrap());
+    let config = AuditLogConfig { seal_every: 0, seal_interval: Duration::from_secs(1), ..config(0) };
+    let log = AuditLog::start(config, vec![sink], Some(signer(&k))).await.unwrap();
+    for i in 1..=3 {
+        log.append(event(i)).await.unwrap();
+    }
+    // Not sealed yet right after the writes...
+    let report = verify_jsonl(&path, &opts(&k)).unwrap();
+    assert_eq!(problem(&report), (1, ProblemKind::Unsealed));
+    // ...and sealed once the interval has passed, without a flush or a stop.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let report = verify_jsonl(&path, &opts(&k)).unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!((report.records, report.seals), (3, 1));
+    log.shutdown().await.unwrap();
+}
