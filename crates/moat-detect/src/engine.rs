@@ -141,13 +141,31 @@ impl Detector {
                 }
             }
         }
+        // The automaton reports the longest keyword at each position; a keyword that contains
+        // another (e.g. `ignore` ⊃ `ignor`) must also wake the rules of the shorter one.
+        let closure: Vec<Vec<usize>> = keyword_index
+            .iter()
+            .map(|(k, _)| {
+                let mut ids: Vec<usize> = keyword_index
+                    .iter()
+                    .filter(|(other, _)| k.contains(other.as_str()))
+                    .flat_map(|(_, ids)| ids.iter().copied())
+                    .collect();
+                ids.sort_unstable();
+                ids.dedup();
+                ids
+            })
+            .collect();
+        for ((_, ids), all) in keyword_index.iter_mut().zip(closure) {
+            *ids = all;
+        }
         let keywords = if keyword_index.is_empty() {
             None
         } else {
             Some(
                 AhoCorasickBuilder::new()
                     .ascii_case_insensitive(true)
-                    .match_kind(MatchKind::Standard)
+                    .match_kind(MatchKind::LeftmostLongest)
                     .kind(Some(AhoCorasickKind::DFA))
                     .build(keyword_index.iter().map(|(k, _)| k.as_str()))
                     .map_err(|e| RuleError::Prefilter(e.to_string()))?,
@@ -286,7 +304,12 @@ impl Detector {
         // 1. Keyword hits → windows per rule.
         let mut windows: Vec<(usize, usize, usize)> = Vec::new(); // (rule, start, end)
         if let Some(ac) = &engine.keywords {
-            for hit in ac.find_overlapping_iter(text) {
+            // Restart one byte after each hit's start, so that overlapping keywords are all seen
+            // while the search between hits keeps the automaton's prefilter.
+            let mut pos = 0;
+            while pos < text.len() {
+                let Some(hit) = ac.find(aho_corasick::Input::new(text).range(pos..)) else { break };
+                pos = hit.start() + 1;
                 let Some(ids) = engine.keyword_rules.get(hit.pattern().as_usize()) else { continue };
                 for &ri in ids {
                     let Some(rule) = engine.rules.get(ri) else { continue };
@@ -697,7 +720,7 @@ fn digit_windows(text: &str) -> Vec<(usize, usize)> {
     let bytes = text.as_bytes();
     let mut out: Vec<(usize, usize)> = Vec::new();
     let mut cluster: Option<(usize, usize, usize)> = None; // (first digit, last digit, count)
-    let mut flush = |c: (usize, usize, usize), out: &mut Vec<(usize, usize)>| {
+    let flush = |c: (usize, usize, usize), out: &mut Vec<(usize, usize)>| {
         if c.2 >= MIN_CLUSTER_DIGITS {
             let start = floor_char(text, c.0.saturating_sub(DIGIT_MARGIN));
             let end = ceil_char(text, c.1 + 1 + DIGIT_MARGIN);
@@ -734,19 +757,30 @@ const MIN_HEX_RUN: usize = 32;
 /// Runs of base64/base64url alphabet characters (plus trailing `=`) at least
 /// [`MIN_BASE64_RUN`] long: one tight byte loop, no regex.
 fn encoded_runs(text: &str) -> Vec<Range<usize>> {
-    let is_b64 = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'_' | b'-');
+    const B64: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut b = 0;
+        while b < 256 {
+            let c = b as u8;
+            t[b] = c.is_ascii_alphanumeric() || c == b'+' || c == b'/' || c == b'_' || c == b'-';
+            b += 1;
+        }
+        t
+    };
+    let is_b64 = |b: &u8| B64.get(*b as usize).copied().unwrap_or(false);
     let bytes = text.as_bytes();
     let mut runs = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
-        if !bytes.get(i).copied().is_some_and(is_b64) {
-            i += 1;
+        // Skip to the next run, then measure it; short runs (words) cost one pass each.
+        let rest = bytes.get(i..).unwrap_or(&[]);
+        let len = rest.iter().take_while(|b| is_b64(b)).count();
+        if len == 0 {
+            i += 1 + rest.iter().skip(1).take_while(|b| !is_b64(b)).count();
             continue;
         }
         let start = i;
-        while bytes.get(i).copied().is_some_and(is_b64) {
-            i += 1;
-        }
+        i += len;
         let mut end = i;
         while end < start + MAX_ENCODED_RUN && end - i < 2 && bytes.get(end) == Some(&b'=') {
             end += 1;

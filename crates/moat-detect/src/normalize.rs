@@ -53,11 +53,22 @@ pub(crate) struct HiddenRun {
 #[derive(Debug)]
 pub(crate) struct Normalized<'a> {
     pub text: Cow<'a, str>,
-    /// For each byte of `text`: the input range of the character it came from. `None` means the
-    /// identity (fast path).
-    map: Option<Vec<(u32, u32)>>,
+    /// Segments of `text`, in order, each mapping back to the input. `None` means the identity
+    /// (fast path). Copied ASCII runs are one segment each, so mostly-ASCII text stays small.
+    map: Option<Vec<Segment>>,
     pub hidden: Vec<HiddenRun>,
     input_len: usize,
+}
+
+/// A piece of the normalized text and the input bytes it came from.
+#[derive(Debug, Clone, Copy)]
+struct Segment {
+    /// Start in the normalized text.
+    norm: u32,
+    /// Input range it came from. For a copied run `input_end - input == len`, byte for byte.
+    input: u32,
+    input_end: u32,
+    copied: bool,
 }
 
 impl Normalized<'_> {
@@ -66,19 +77,35 @@ impl Normalized<'_> {
         let Some(map) = &self.map else {
             return r;
         };
-        let start = map.get(r.start).map_or(self.input_len, |m| m.0 as usize);
-        let end = if r.end == 0 {
+        let locate = |pos: usize| -> Option<&Segment> {
+            let i = map.partition_point(|s| (s.norm as usize) <= pos);
+            map.get(i.checked_sub(1)?)
+        };
+        let start = match locate(r.start) {
+            Some(s) if s.copied => s.input as usize + (r.start - s.norm as usize),
+            Some(s) => s.input as usize,
+            None => self.input_len,
+        };
+        let end = if r.end <= r.start {
             start
         } else {
-            map.get(r.end - 1).map_or(self.input_len, |m| m.1 as usize)
+            match locate(r.end - 1) {
+                Some(s) if s.copied => s.input as usize + (r.end - s.norm as usize),
+                Some(s) => s.input_end as usize,
+                None => self.input_len,
+            }
         };
         start..end.max(start)
     }
 }
 
+fn is_plain(b: u8) -> bool {
+    (0x20..0x7f).contains(&b) || b == b'\n' || b == b'\r' || b == b'\t'
+}
+
 /// True when `text` needs no normalization: printable ASCII, tabs and newlines only.
 fn is_plain_ascii(text: &str) -> bool {
-    text.bytes().all(|b| (0x20..0x7f).contains(&b) || b == b'\n' || b == b'\r' || b == b'\t')
+    text.bytes().all(is_plain)
 }
 
 /// Normalize `text` for rule matching; see the module docs.
@@ -86,58 +113,78 @@ pub(crate) fn normalize(text: &str) -> Normalized<'_> {
     if is_plain_ascii(text) {
         return Normalized { text: Cow::Borrowed(text), map: None, hidden: Vec::new(), input_len: text.len() };
     }
+    let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
-    let mut map: Vec<(u32, u32)> = Vec::with_capacity(text.len());
+    let mut map: Vec<Segment> = Vec::new();
     let mut hidden: Vec<HiddenRun> = Vec::new();
-    let mut chars = text.char_indices().peekable();
     let mut nfkc_buf = String::new();
-    while let Some((i, c)) = chars.next() {
+    let mut i = 0;
+    while i < text.len() {
+        // A run of plain ASCII is copied as one segment.
+        let run_end = bytes.get(i..).map_or(i, |rest| i + rest.iter().take_while(|b| is_plain(**b)).count());
+        if run_end > i {
+            if let Some(run) = text.get(i..run_end) {
+                map.push(Segment {
+                    norm: out.len() as u32,
+                    input: i as u32,
+                    input_end: run_end as u32,
+                    copied: true,
+                });
+                out.push_str(run);
+            }
+            i = run_end;
+            continue;
+        }
+        let Some(c) = text.get(i..).and_then(|t| t.chars().next()) else { break };
         let clen = c.len_utf8();
         // Terminal escapes: ESC or the C1 CSI/OSC introducers.
         if c == '\u{1b}' || c == '\u{9b}' || c == '\u{9d}' {
             let (end, kind, decoded) = parse_escape(text, i);
             if end > i + clen || c != '\u{1b}' {
                 push_hidden(&mut hidden, kind, i..end.max(i + clen), &decoded);
-                while chars.peek().is_some_and(|(j, _)| *j < end) {
-                    chars.next();
-                }
+                i = ceil_boundary(text, end.max(i + clen));
                 continue;
             }
             push_hidden(&mut hidden, HiddenKind::Control, i..i + clen, "");
+            i += clen;
             continue;
         }
         if let Some(kind) = hidden_kind(c, text, i) {
             let decoded = if kind == HiddenKind::Tag { tag_ascii(c) } else { None };
-            push_hidden(&mut hidden, kind, i..i + clen, decoded.map(String::from).as_deref().unwrap_or(""));
-            continue;
-        }
-        let span = (i as u32, (i + clen) as u32);
-        if c.is_ascii() {
-            out.push(c);
-            map.push(span);
+            let mut buf = [0u8; 4];
+            push_hidden(&mut hidden, kind, i..i + clen, decoded.map(|d| &*d.encode_utf8(&mut buf)).unwrap_or(""));
+            i += clen;
             continue;
         }
         if matches!(c, '\u{200d}' | '\u{fe0e}' | '\u{fe0f}') {
             // Emoji joiners and presentation selectors: harmless, but not part of any word.
+            i += clen;
             continue;
         }
         let prev_ascii_alpha = out.as_bytes().last().is_some_and(|b| b.is_ascii_alphabetic());
-        let next_ascii_alpha = chars.peek().is_some_and(|(_, n)| n.is_ascii_alphabetic());
-        if let Some(latin) = confusable_latin(c) {
-            if prev_ascii_alpha || next_ascii_alpha {
-                out.push(latin);
-                map.push(span);
-                continue;
-            }
-        }
+        let next_ascii_alpha = bytes.get(i + clen).is_some_and(|b| b.is_ascii_alphabetic());
         nfkc_buf.clear();
-        nfkc_buf.extend(std::iter::once(c).nfkc());
-        for _ in 0..nfkc_buf.len() {
-            map.push(span);
+        match confusable_latin(c) {
+            Some(latin) if prev_ascii_alpha || next_ascii_alpha => nfkc_buf.push(latin),
+            _ => nfkc_buf.extend(std::iter::once(c).nfkc()),
         }
+        map.push(Segment {
+            norm: out.len() as u32,
+            input: i as u32,
+            input_end: (i + clen) as u32,
+            copied: false,
+        });
         out.push_str(&nfkc_buf);
+        i += clen;
     }
     Normalized { text: Cow::Owned(out), map: Some(map), hidden, input_len: text.len() }
+}
+
+fn ceil_boundary(s: &str, mut i: usize) -> usize {
+    while i < s.len() && !s.is_char_boundary(i) {
+        i += 1;
+    }
+    i.min(s.len())
 }
 
 fn push_hidden(hidden: &mut Vec<HiddenRun>, kind: HiddenKind, span: Range<usize>, decoded: &str) {
