@@ -20,7 +20,9 @@ Operations (a JSON list):
 Output: {"sdk": "2.3.0", "protocol_version": ..., "server_info": {...}, "handshake":
 "initialize" | "discover", "results": [one per op: {"ok": ...} or {"error": ...}],
 "notifications": [methods in arrival order]}. Results are the SDK's models dumped in wire
-form (camelCase), so tests assert on what the server sent.
+form (camelCase, `None` left out). The 2.x models fill in defaults the server did not send
+(`resultType: "complete"`, `ttlMs`, `cacheScope`), so assert on fields a server sets, not on
+the absence of those.
 """
 
 from __future__ import annotations
