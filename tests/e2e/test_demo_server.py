@@ -181,13 +181,18 @@ def test_discover_probe_over_stdio_then_initialize(moat_bin: str) -> None:
         "protocolVersion": "2025-11-25", "capabilities": {},
         "clientInfo": {"name": "probe", "version": "1"}}}
     unknown = {"jsonrpc": "2.0", "id": 3, "method": "no/such/method", "params": {}}
-    stdin = "".join(json.dumps(m) + "\n" for m in [DISCOVER, initialize, unknown])
+    # A probe at a version the server does speak: a 2025-11-25 server knows no such method.
+    discover_old = json.loads(json.dumps(DISCOVER))
+    discover_old["id"] = 4
+    discover_old["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"] = "2025-11-25"
+    stdin = "".join(json.dumps(m) + "\n" for m in [DISCOVER, discover_old, initialize, unknown])
     proc = subprocess.run([moat_bin, "demo-server"], input=stdin.encode(), capture_output=True,
                           timeout=30)
     replies = {m["id"]: m for m in map(json.loads, proc.stdout.decode().splitlines())}
     assert_handshake_era_only(replies[1]["error"])
     assert replies[2]["result"]["protocolVersion"] == "2025-11-25"
     assert replies[3]["error"]["code"] == -32601
+    assert replies[4]["error"]["code"] == -32601
 
 
 def test_http_refuses_a_foreign_host_header(demo_http: str) -> None:
