@@ -2,6 +2,7 @@
 //! and rate-limited refetch on an unknown `kid`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -202,6 +203,8 @@ pub(crate) struct JwksCache {
     max_age: Duration,
     state: RwLock<CacheState>,
     fetch_lock: tokio::sync::Mutex<()>,
+    /// Bumped by every successful fetch; results verified with older keys are not reused.
+    generation: AtomicU64,
 }
 
 impl JwksCache {
@@ -227,7 +230,13 @@ impl JwksCache {
                 last_attempt: None,
             }),
             fetch_lock: tokio::sync::Mutex::new(()),
+            generation: AtomicU64::new(0),
         }
+    }
+
+    /// Changes whenever the key set is replaced.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
     /// The key to verify a token with `kid` and `alg`.
@@ -317,6 +326,7 @@ impl JwksCache {
         state.keys = Arc::new(keys);
         state.jwks_uri = Some(jwks_uri);
         state.fetched_at = Some(Instant::now());
+        self.generation.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 }

@@ -50,6 +50,7 @@ pub mod policy;
 mod principal;
 mod scopes;
 mod settings;
+mod verified;
 
 pub use authenticator::Authenticator;
 pub use claims::ClaimMapping;

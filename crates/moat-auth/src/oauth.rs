@@ -12,6 +12,7 @@ use crate::metadata::{ProtectedResourceMetadata, WellKnownPaths};
 use crate::principal::{AuthMethod, Principal};
 use crate::scopes::check_scopes;
 use crate::settings::{require_https_or_loopback, OAuthSettings};
+use crate::verified::VerifiedTokens;
 
 /// Validates access tokens for one protected resource (Moat's `public_url`).
 ///
@@ -30,6 +31,7 @@ struct Inner {
     challenge: Arc<Challenge>,
     metadata: ProtectedResourceMetadata,
     well_known: WellKnownPaths,
+    verified: VerifiedTokens,
 }
 
 impl OAuthValidator {
@@ -102,6 +104,7 @@ impl OAuthValidator {
                 challenge,
                 metadata,
                 well_known,
+                verified: VerifiedTokens::default(),
             }),
         })
     }
@@ -134,13 +137,26 @@ impl OAuthValidator {
     async fn validate_without_scopes(&self, token: &str) -> Result<Principal, AuthError> {
         let inner = &*self.inner;
         if let (Some(jwks), Some(rules), true) = (&inner.jwks, &inner.rules, jwt::looks_like_jwt(token)) {
+            // The same token again: verified before with the current keys, not expired.
+            let digest = VerifiedTokens::digest(token);
+            let generation = jwks.generation();
+            if let Some(principal) = inner.verified.get(&digest, generation) {
+                return Ok(principal);
+            }
             let header = jwt::parse_header(token).map_err(|r| self.invalid(r))?;
             let key = jwks.key_for(header.kid.as_deref(), header.alg).await.map_err(|e| match e {
                 KeyLookupError::Unknown => self.invalid(InvalidTokenReason::UnknownKey),
                 KeyLookupError::Unavailable(detail) => AuthError::Unavailable { detail },
             })?;
             let claims = jwt::verify(token, &header, &key, rules).map_err(|r| self.invalid(r))?;
-            return inner.mapping.principal(&claims, AuthMethod::Jwt).map_err(|r| self.invalid(r));
+            let principal =
+                inner.mapping.principal(&claims, AuthMethod::Jwt).map_err(|r| self.invalid(r))?;
+            if let Some(exp) = claims.get("exp").and_then(serde_json::Value::as_u64) {
+                // Until the moment verification itself would start refusing it.
+                let until = exp.saturating_add(rules.leeway_seconds);
+                inner.verified.insert(digest, &principal, until, generation);
+            }
+            return Ok(principal);
         }
         match &inner.introspector {
             Some(introspector) => introspector.introspect(token).await.map_err(|e| match e {

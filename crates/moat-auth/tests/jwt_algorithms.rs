@@ -23,7 +23,7 @@ const AUDIENCE: &str = "https://moat.example/mcp";
 
 /// Serves discovery metadata and a JWKS from memory, counting requests.
 struct Memory {
-    jwks: Value,
+    jwks: std::sync::Mutex<Value>,
     gets: AtomicUsize,
 }
 
@@ -34,7 +34,7 @@ impl HttpClient for Memory {
             "/.well-known/oauth-authorization-server" => {
                 (200, json!({"issuer": ISSUER, "jwks_uri": format!("{ISSUER}/jwks")}).to_string())
             }
-            "/jwks" => (200, self.jwks.to_string()),
+            "/jwks" => (200, self.jwks.lock().unwrap().to_string()),
             _ => (404, String::new()),
         };
         Box::pin(async move { Ok(HttpResponse { status, body: body.into_bytes() }) })
@@ -94,7 +94,7 @@ fn keys() -> Keys {
 }
 
 fn validator(jwks: Value) -> (OAuthValidator, Arc<Memory>) {
-    let http = Arc::new(Memory { jwks, gets: AtomicUsize::new(0) });
+    let http = Arc::new(Memory { jwks: std::sync::Mutex::new(jwks), gets: AtomicUsize::new(0) });
     let v = OAuthValidator::new(OAuthSettings::new(AUDIENCE, Some(ISSUER.into())), http.clone()).unwrap();
     (v, http)
 }
@@ -174,7 +174,7 @@ fn a_token_without_kid_needs_exactly_one_candidate_key() {
 
 #[test]
 fn an_insecure_issuer_fails_at_construction() {
-    let http = Arc::new(Memory { jwks: json!({}), gets: AtomicUsize::new(0) });
+    let http = Arc::new(Memory { jwks: std::sync::Mutex::new(json!({})), gets: AtomicUsize::new(0) });
     let errors = OAuthValidator::new(
         OAuthSettings::new(AUDIENCE, Some("http://login.example.com".into())),
         http,
@@ -182,4 +182,28 @@ fn an_insecure_issuer_fails_at_construction() {
     .err()
     .unwrap();
     assert!(errors.iter().any(|e| e.to_string().contains("must use https")), "{errors:?}");
+}
+
+#[test]
+fn a_verified_token_stops_working_when_its_key_is_withdrawn() {
+    let k = keys();
+    let other = keys();
+    let http = Arc::new(Memory {
+        jwks: std::sync::Mutex::new(json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": k.ed_x, "kid": "old"}]})),
+        gets: AtomicUsize::new(0),
+    });
+    let mut s = OAuthSettings::new(AUDIENCE, Some(ISSUER.into()));
+    s.jwks_refetch_interval = std::time::Duration::ZERO;
+    let v = OAuthValidator::new(s, http.clone()).unwrap();
+    let rt = rt();
+    let token = sign(Algorithm::EdDSA, Some("old"), &k.ed);
+    assert!(rt.block_on(v.validate_token(&token)).is_ok());
+    assert!(rt.block_on(v.validate_token(&token)).is_ok(), "again, from the verified-token cache");
+    // The issuer withdraws the key (compromised) and publishes a new one; a token with the new
+    // kid makes Moat refetch.
+    *http.jwks.lock().unwrap() = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": other.ed_x, "kid": "new"}]});
+    let fresh = sign(Algorithm::EdDSA, Some("new"), &other.ed);
+    assert!(rt.block_on(v.validate_token(&fresh)).is_ok());
+    // The old token was verified before, but not with these keys: refused.
+    assert_eq!(reason(rt.block_on(v.validate_token(&token))), InvalidTokenReason::UnknownKey);
 }

@@ -484,7 +484,7 @@ fn unknown_kid_refetches_the_rotated_jwks_with_a_rate_limit() {
     let principal = rt.block_on(v.validate_token(&after)).unwrap();
     assert_eq!(principal.subject, "moat-cc");
     assert_eq!(http.jwks_gets.load(Ordering::SeqCst), 2);
-    // The old key is still published, so old tokens still verify, from the cache.
+    // The old key is still published, so old tokens still verify (again, with the new key set).
     assert!(rt.block_on(v.validate_token(&before)).is_ok());
 
     // A burst of tokens with random kids (signed with the real key) causes at most one fetch
