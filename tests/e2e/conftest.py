@@ -289,6 +289,9 @@ def gateway(moat_bin: str, spawn: Callable[..., Child], tmp_path: Path) -> Calla
             text = gateway_toml(port, path, upstreams, gateway_keys, extra)
         else:
             text = config_text.replace("{port}", str(port))
+        if "[store]" not in text:
+            # Each gateway gets its own store, so pins never leak between tests.
+            text += f'\n[store]\nurl = "sqlite://{tmp_path}/moat-{count}.db"\n'
         config_path = tmp_path / f"moat-{count}.toml"
         config_path.write_text(text)
         child = spawn([moat_bin, "gateway", "--config", str(config_path)], name="gateway", env=env)

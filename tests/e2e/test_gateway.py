@@ -18,6 +18,8 @@ import pytest
 
 CLIENTS = Path(__file__).resolve().parent / "clients"
 DEMO_TOOLS = {"echo", "add", "get_weather", "read_document", "lookup_customer", "ping_host"}
+# What the gateway serves of them: `get_weather`'s description is poisoned, so it is quarantined.
+SERVED_DEMO_TOOLS = DEMO_TOOLS - {"get_weather"}
 
 
 def ok(result: dict[str, Any]) -> Any:
@@ -29,8 +31,10 @@ def texts(call_result: dict[str, Any]) -> list[str]:
     return [c["text"] for c in call_result["content"] if c["type"] == "text"]
 
 
-def everything_cmd(node_modules: Path) -> list[str]:
-    return ["node", str(node_modules / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"), "stdio"]
+def everything(node_modules: Path) -> dict[str, Any]:
+    """server-everything as a sandboxed stdio upstream: it may read its own package."""
+    script = node_modules / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
+    return {"name": "everything", "command": ["node", str(script), "stdio"], "sandbox": {"read": [str(node_modules)]}}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -63,7 +67,7 @@ def test_sdk_client_through_gateway_to_demo_server(
     assert out["protocol_version"] == "2025-11-25"
     assert out["handshake"] == "initialize", "2.x clients must fall back from server/discover"
     # With one upstream, names are unchanged and the server's identity shows through.
-    assert {t["name"] for t in ok(r[0])["tools"]} == DEMO_TOOLS
+    assert {t["name"] for t in ok(r[0])["tools"]} == SERVED_DEMO_TOOLS
     assert texts(ok(r[1])) == [text]
     assert "42" in texts(ok(r[2]))[0]
     assert any(res["uri"] == "demo://notes/welcome" for res in ok(r[3])["resources"])
@@ -80,7 +84,7 @@ def test_two_upstreams_are_aggregated_under_namespaced_names(
 ) -> None:
     gw = gateway(upstreams=[
         {"name": "demo", "command": [moat_bin, "demo-server"]},
-        {"name": "everything", "command": everything_cmd(node_modules)},
+        everything(node_modules),
     ])
     out = mcp_client(python_mcp1, ["--http", gw.url], [
         {"op": "list_tools"},
@@ -91,7 +95,7 @@ def test_two_upstreams_are_aggregated_under_namespaced_names(
     ])
     r = out["results"]
     names = {t["name"] for t in ok(r[0])["tools"]}
-    assert {f"demo__{t}" for t in DEMO_TOOLS} <= names
+    assert {f"demo__{t}" for t in SERVED_DEMO_TOOLS} <= names
     assert "everything__echo" in names and "everything__get-sum" in names
     assert not any("__" not in n for n in names), names
     assert texts(ok(r[1])) == ["from demo"]
@@ -113,15 +117,15 @@ def test_rug_pull_notification_reaches_the_client_through_the_gateway(
     ])
     r = out["results"]
     assert ok(r[1]) is True, f"no list_changed notification; got {out['notifications']}"
-    before = next(t for t in ok(r[0])["tools"] if t["name"] == "add")["description"]
-    after = next(t for t in ok(r[2])["tools"] if t["name"] == "add")["description"]
-    assert before != after
+    assert "add" in {t["name"] for t in ok(r[0])["tools"]}
+    # The changed definition is caught by pinning and withheld (tests/e2e/test_guards.py).
+    assert "add" not in {t["name"] for t in ok(r[2])["tools"]}
 
 
 def test_sampling_and_elicitation_round_trip_through_the_gateway(
     python_mcp1: str, node_modules: Path, gateway: Callable[..., Any],
 ) -> None:
-    gw = gateway(upstreams=[{"name": "everything", "command": everything_cmd(node_modules)}])
+    gw = gateway(upstreams=[everything(node_modules)])
     proc = subprocess.run(
         [python_mcp1, str(CLIENTS / "roundtrip_client.py"), gw.url, "trigger-sampling-request", "trigger-elicitation-request"],
         capture_output=True, timeout=90,
@@ -147,7 +151,7 @@ def test_wrap_is_driven_by_the_python_sdk_stdio_client(
         {"op": "read_resource", "uri": "demo://notes/welcome"},
     ])
     r = out["results"]
-    assert {t["name"] for t in ok(r[0])["tools"]} == DEMO_TOOLS
+    assert {t["name"] for t in ok(r[0])["tools"]} == SERVED_DEMO_TOOLS
     assert texts(ok(r[1])) == ["through wrap"]
     assert ok(r[2])["contents"]
 

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod duration;
 pub mod error;
 pub mod gateway;
+pub mod guards;
 pub mod sandbox;
 pub mod secret;
 pub mod store;
@@ -51,6 +52,8 @@ pub struct Config {
     pub policy: auth::PolicyConfig,
     #[serde(default)]
     pub audit: audit::AuditConfig,
+    #[serde(default)]
+    pub guards: guards::GuardsConfig,
 }
 
 /// Where a configuration came from; named in every error.

@@ -28,9 +28,19 @@ pub struct UpstreamConfig {
     /// How a stdio upstream is confined (docs/sandbox.md). Absent: the safe defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<crate::sandbox::SandboxConfig>,
+    /// How this upstream's tool, prompt and template definitions are trusted.
+    #[serde(default)]
+    pub pinning: crate::guards::Pinning,
+    /// Most calls in flight to this upstream at once; further calls wait.
+    #[serde(default = "default_concurrency")]
+    pub max_concurrent: usize,
     /// Longest time one request to this upstream may take.
     #[serde(default = "default_timeout")]
     pub timeout: Duration,
+}
+
+fn default_concurrency() -> usize {
+    64
 }
 
 fn default_timeout() -> Duration {

@@ -13,6 +13,12 @@ pub fn redact(text: &str, findings: &[Finding]) -> String {
     })
 }
 
+/// Like [`redact`], with the placeholder type chosen by the caller for each rule id (`None`
+/// leaves that finding alone): the gateway uses it to redact injection spans as well.
+pub fn redact_labeled(text: &str, findings: &[Finding], label: impl Fn(&str) -> Option<String>) -> String {
+    redact_with(text, findings, label)
+}
+
 pub(crate) fn redact_with(text: &str, findings: &[Finding], label: impl Fn(&str) -> Option<String>) -> String {
     let mut spans: Vec<(usize, usize, String)> = findings
         .iter()

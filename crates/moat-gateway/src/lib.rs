@@ -7,6 +7,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod front;
+pub mod guard;
 pub mod names;
 pub mod router;
 pub mod session;
@@ -33,14 +34,22 @@ pub enum StartError {
     Tls(#[from] front::tls::TlsError),
     #[error("the configuration has no upstream; add an `[[upstream]]` table")]
     NoUpstream,
+    #[error("cannot open the store: {0}")]
+    Store(String),
+    #[error("cannot load the detection rules: {0}")]
+    Rules(String),
 }
 
-/// Starts every upstream and the router over them.
-pub fn start_router(loaded: &LoadedConfig) -> Result<std::sync::Arc<Router>, StartError> {
+/// Opens the store, builds the guards, starts every upstream and the router over them.
+pub async fn start_router(loaded: &LoadedConfig) -> Result<std::sync::Arc<Router>, StartError> {
     let config = &loaded.config;
     if config.upstreams.is_empty() {
         return Err(StartError::NoUpstream);
     }
+    let store = moat_store_open::open(config.store.url.as_deref()).await.map_err(|e| StartError::Store(e.to_string()))?;
+    tracing::info!(store = store.backend(), "store open");
+    let detector = moat_detect::Detector::builtin().map_err(|e| StartError::Rules(e.to_string()))?;
+    let guards = std::sync::Arc::new(guard::Guards::new(config.guards.clone(), detector, store));
     let (events_tx, events_rx) = mpsc::channel(1024);
     let upstreams = config
         .upstreams
@@ -50,7 +59,7 @@ pub fn start_router(loaded: &LoadedConfig) -> Result<std::sync::Arc<Router>, Sta
         .collect();
     let sessions = SessionTable::new(config.sessions.idle_timeout.0, config.sessions.max_lifetime.0, config.gateway.max_sessions);
     sessions.spawn_sweeper(SWEEP_EVERY);
-    Ok(Router::new(upstreams, events_rx, sessions, &config.gateway.name_separator))
+    Ok(Router::new(upstreams, events_rx, sessions, &config.gateway.name_separator, guards))
 }
 
 /// Runs `moat gateway` until `shutdown` resolves; upstreams are stopped on the way out.
@@ -60,7 +69,7 @@ pub async fn run_gateway(loaded: LoadedConfig, shutdown: impl std::future::Futur
         (Some(c), Some(k)) => Some(front::tls::acceptor(c.clone(), k.clone(), loaded.base_dir())?),
         _ => None,
     };
-    let router = start_router(&loaded)?;
+    let router = start_router(&loaded).await?;
     let listener = tokio::net::TcpListener::bind(g.listen).await.map_err(|e| StartError::Listen(g.listen, e))?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let local = listener.local_addr().unwrap_or(g.listen);
@@ -76,7 +85,7 @@ pub async fn run_gateway(loaded: LoadedConfig, shutdown: impl std::future::Futur
 /// Runs `moat wrap`: the stdio front around the configured single upstream.
 pub async fn run_wrap(loaded: LoadedConfig) -> Result<(), StartError> {
     let limits = moat_mcp::Limits { max_bytes: loaded.config.gateway.max_body_bytes, max_depth: loaded.config.gateway.max_json_depth };
-    let router = start_router(&loaded)?;
+    let router = start_router(&loaded).await?;
     let result = front::stdio::serve(router.clone(), limits).await;
     for up in router.upstreams() {
         up.shutdown().await;

@@ -13,6 +13,10 @@ impl Namer {
         Namer { separator: separator.to_string(), namespaced: upstream_count > 1 }
     }
 
+    pub fn separator(&self) -> &str {
+        &self.separator
+    }
+
     pub fn is_namespaced(&self) -> bool {
         self.namespaced
     }

@@ -20,6 +20,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use crate::guard::{Decision, DecisionRecord, Denial, Guards, ListKindPin, ResultDecision};
 use crate::names::Namer;
 use crate::session::{Session, SessionTable};
 use crate::upstream::{Upstream, UpstreamEvent};
@@ -67,10 +68,18 @@ struct ProgressRoute {
     upstream_id: Id,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Route {
     upstream: usize,
     name: String,
+    /// The pinned `inputSchema`, compiled (tools only).
+    schema: Option<Result<Arc<jsonschema::Validator>, String>>,
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Route").field("upstream", &self.upstream).field("name", &self.name).finish()
+    }
 }
 
 /// Routing tables learned from list responses.
@@ -127,6 +136,9 @@ pub struct Router {
     inflight: Vec<Mutex<HashMap<Id, CallCtx>>>,
     progress: Mutex<HashMap<String, ProgressRoute>>,
     counter: AtomicU64,
+    guards: Arc<Guards>,
+    /// Caps on calls in flight, per upstream.
+    permits: Vec<Arc<tokio::sync::Semaphore>>,
 }
 
 #[derive(Deserialize)]
@@ -146,9 +158,12 @@ impl Router {
         events: mpsc::Receiver<UpstreamEvent>,
         sessions: Arc<SessionTable>,
         separator: &str,
+        guards: Arc<Guards>,
     ) -> Arc<Router> {
         let n = upstreams.len();
         let router = Arc::new(Router {
+            permits: upstreams.iter().map(|u| Arc::new(tokio::sync::Semaphore::new(u.config.max_concurrent.max(1)))).collect(),
+            guards,
             namer: Namer::new(separator, n),
             inflight: (0..n).map(|_| Mutex::new(HashMap::new())).collect(),
             upstreams,
@@ -204,7 +219,13 @@ impl Router {
                     }
                     None => {
                         let what = if kind == ListKind::Tools { "tool" } else { "prompt" };
-                        error(&id, code::INVALID_PARAMS, &format!("unknown {what} `{name}`"))
+                        match self.quarantine_reason(kind, &name) {
+                            Some((reason, rules)) => {
+                                self.record(session, "", method, &name, Decision::Quarantine, rules, &reason, None, None);
+                                error(&id, code::DENIED, &format!("{what} `{name}` is quarantined: {reason}"))
+                            }
+                            None => error(&id, code::INVALID_PARAMS, &format!("unknown {what} `{name}`")),
+                        }
                     }
                 }
             }
@@ -330,6 +351,7 @@ impl Router {
         let parts: Vec<(String, String)> = self
             .upstreams
             .iter()
+            .filter(|u| self.guards.pins.instructions_allowed(&u.name))
             .filter_map(|u| u.info().and_then(|i| i.instructions).map(|t| (u.name.clone(), t)))
             .collect();
         match parts.as_slice() {
@@ -404,7 +426,10 @@ impl Router {
             match kind {
                 ListKind::Tools | ListKind::Prompts => {
                     let Some(name) = item.get("name").and_then(Value::as_str) else { continue };
-                    let route = Route { upstream, name: name.to_string() };
+                    let schema = (kind == ListKind::Tools)
+                        .then(|| item.get("inputSchema").map(crate::guard::args::ArgumentGuard::compile))
+                        .flatten();
+                    let route = Route { upstream, name: name.to_string(), schema };
                     let public = self.public_name(upstream, name);
                     let map = if kind == ListKind::Tools { &mut cat.tools } else { &mut cat.prompts };
                     map.insert(public, route);
@@ -453,6 +478,17 @@ impl Router {
             _ => Vec::new(),
         };
         let next = v.get("nextCursor").and_then(Value::as_str).map(str::to_string);
+        // Every definition is pinned and checked here, the one place lists come in.
+        let pin_kind = match kind {
+            ListKind::Tools => Some(ListKindPin::Tool),
+            ListKind::Prompts => Some(ListKindPin::Prompt),
+            ListKind::Templates => Some(ListKindPin::Template),
+            ListKind::Resources => None,
+        };
+        let items = match pin_kind {
+            Some(pk) => self.guards.pins.filter(&up.config.identity(), &up.name, up.config.pinning, pk, items).await,
+            None => items,
+        };
         Ok((items, next))
     }
 
@@ -575,15 +611,7 @@ impl Router {
         let session = session.clone();
         let msg = msg.clone();
         tokio::spawn(async move {
-            let final_bytes = match up.connection(WAIT_READY).await {
-                None => jsonrpc::error_response(
-                    Some(&client_id),
-                    code::UPSTREAM_UNAVAILABLE,
-                    &format!("upstream `{}` is not available; it is starting or restarting", up.name),
-                    None,
-                ),
-                Some(conn) => this.call_upstream(&session, &msg, &conn, upstream, &method, params, &client_id, tx.clone()).await,
-            };
+            let final_bytes = this.guarded_call(&session, &msg, &up, upstream, &method, params, &client_id, tx.clone()).await;
             let _ = tx.send(StreamItem::Final(final_bytes)).await;
         });
         Reply::Stream(rx)
@@ -600,7 +628,7 @@ impl Router {
         mut params: Option<Box<RawValue>>,
         client_id: &Id,
         sink: mpsc::Sender<StreamItem>,
-    ) -> Bytes {
+    ) -> Result<Message, moat_mcp::ConnectionError> {
         let up_id = conn.next_id();
         // A progress token is the client's; two clients may pick the same one, so the
         // upstream sees a token of Moat's.
@@ -634,17 +662,120 @@ impl Router {
         if let (Some(t), Ok(mut map)) = (token, self.progress.lock()) {
             map.remove(&t);
         }
-        match result {
-            Ok(resp) => resp.with_id(client_id),
+        result
+    }
+
+    /// One forwarded request through the guard chain: request guards, the upstream call,
+    /// response guards, and one decision record.
+    #[allow(clippy::too_many_arguments)]
+    async fn guarded_call(
+        &self,
+        session: &Arc<Session>,
+        msg: &Message,
+        up: &Arc<Upstream>,
+        upstream: usize,
+        method: &str,
+        params: Option<Box<RawValue>>,
+        client_id: &Id,
+        sink: mpsc::Sender<StreamItem>,
+    ) -> Bytes {
+        let started = Instant::now();
+        let target = match method {
+            "tools/call" | "prompts/get" => msg.params_as::<NameParam>().and_then(|p| p.name).unwrap_or_default(),
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => msg.params_as::<UriParam>().and_then(|p| p.uri).unwrap_or_default(),
+            _ => String::new(),
+        };
+        let deny = |d: Denial| {
+            self.record(session, &up.name, method, &target, Decision::Deny, d.rules.clone(), &d.message, Some(started.elapsed()), None);
+            jsonrpc::error_response(Some(client_id), d.code, &d.message, d.data.as_ref())
+        };
+        let mut flagged = Vec::new();
+        if method == "tools/call" {
+            if let Err(d) = self.guards.rate.check(&session.principal, &target, &up.name).await {
+                return deny(d);
+            }
+            #[derive(Deserialize)]
+            struct Args {
+                arguments: Option<Value>,
+            }
+            let args = msg.params_as::<Args>().and_then(|a| a.arguments).unwrap_or_else(|| json!({}));
+            let schema = self.catalog.read().ok().and_then(|c| c.tools.get(&target).and_then(|r| r.schema.clone()));
+            match self.guards.args.check(&target, schema.as_ref(), &args).await {
+                Ok(f) => flagged = f,
+                Err(d) => return deny(d),
+            }
+        }
+        let Some(permits) = self.permits.get(upstream).cloned() else { return deny(Denial::new(code::INTERNAL_ERROR, "no such upstream")) };
+        let Ok(_permit) = permits.acquire_owned().await else { return deny(Denial::new(code::INTERNAL_ERROR, "upstream is shutting down")) };
+        let Some(conn) = up.connection(WAIT_READY).await else {
+            return deny(Denial::new(code::UPSTREAM_UNAVAILABLE, format!("upstream `{}` is not available; it is starting or restarting", up.name)));
+        };
+        let resp = match self.call_upstream(session, msg, &conn, upstream, method, params, client_id, sink).await {
+            Ok(r) => r,
             Err(e) => {
                 let c = match e {
                     moat_mcp::ConnectionError::Timeout(..) => code::UPSTREAM_TIMEOUT,
                     _ => code::UPSTREAM_UNAVAILABLE,
                 };
-                tracing::warn!(upstream = %conn.name(), method, error = %e, "upstream call failed");
-                jsonrpc::error_response(Some(client_id), c, &e.to_string(), None)
+                tracing::warn!(upstream = %up.name, method, error = %e, "upstream call failed");
+                return deny(Denial::new(c, e.to_string()));
             }
+        };
+        let guarded = matches!(method, "tools/call" | "resources/read" | "prompts/get");
+        let (Some(result), true) = (resp.result(), guarded) else {
+            self.record(session, &up.name, method, &target, Decision::Allow, flagged, "", Some(started.elapsed()), Some(resp.raw().len()));
+            return resp.with_id(client_id);
+        };
+        match self.guards.output.check(method, &target, result, &session.spotlight_boundary) {
+            ResultDecision::Forward { flagged: f } => {
+                flagged.extend(f);
+                self.record(session, &up.name, method, &target, Decision::Allow, flagged, "", Some(started.elapsed()), Some(result.get().len()));
+                resp.with_id(client_id)
+            }
+            ResultDecision::Rewrite { result, mut rules } => {
+                rules.extend(flagged);
+                let raw = to_raw(&result);
+                self.record(session, &up.name, method, &target, Decision::Modify, rules, "result rewritten by output guards", Some(started.elapsed()), Some(raw.get().len()));
+                resp.with_id_and_result(client_id, &raw)
+            }
+            ResultDecision::Block(d) => deny(d),
         }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        session: &Session,
+        upstream: &str,
+        method: &str,
+        target: &str,
+        decision: Decision,
+        rules: Vec<String>,
+        reason: &str,
+        latency: Option<Duration>,
+        result_bytes: Option<usize>,
+    ) {
+        DecisionRecord {
+            principal: session.principal.clone(),
+            session: crate::session::short(&session.id).to_string(),
+            upstream: upstream.to_string(),
+            method: method.to_string(),
+            target: target.to_string(),
+            decision,
+            rules,
+            reason: reason.to_string(),
+            latency,
+            result_bytes,
+        }
+        .emit();
+    }
+
+    fn quarantine_reason(&self, kind: ListKind, public: &str) -> Option<(String, Vec<String>)> {
+        let pk = if kind == ListKind::Tools { ListKindPin::Tool } else { ListKindPin::Prompt };
+        self.upstreams.iter().find_map(|u| {
+            let name = if self.namer.is_namespaced() { public.strip_prefix(&format!("{}{}", u.name, self.namer.separator()))? } else { public };
+            self.guards.pins.quarantine_reason(&u.name, pk, name).map(|q| (q.reason, q.rules))
+        })
     }
 
     fn remap_progress(&self, params: &RawValue) -> Option<(Box<RawValue>, String, Box<RawValue>)> {
@@ -726,6 +857,11 @@ impl Router {
         while let Some(ev) = events.recv().await {
             match ev {
                 UpstreamEvent::Ready { upstream } => {
+                    if let Some(up) = self.upstreams.get(upstream) {
+                        if let Some(text) = up.info().and_then(|i| i.instructions) {
+                            self.guards.pins.check_instructions(&up.config.identity(), &up.name, up.config.pinning, &text).await;
+                        }
+                    }
                     // Lists are learned when clients ask (so the upstream sees the same
                     // sequence of requests it would without Moat). A restarted upstream may
                     // offer other tools: relearn its lists and tell every client.

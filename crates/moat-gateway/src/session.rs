@@ -23,6 +23,8 @@ const MAX_BUFFERED: usize = 256;
 pub struct Session {
     pub id: String,
     pub principal: String,
+    /// Random per-session boundary for spotlighted content (unguessable by the content).
+    pub spotlight_boundary: String,
     created: Instant,
     last_seen: Mutex<Instant>,
     version: RwLock<ProtocolVersion>,
@@ -165,10 +167,14 @@ impl SessionTable {
         let mut raw = [0u8; SESSION_ID_BYTES];
         getrandom::getrandom(&mut raw).map_err(|_| CreateError::Rng)?;
         let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+        let mut b = [0u8; 8];
+        getrandom::getrandom(&mut b).map_err(|_| CreateError::Rng)?;
+        let spotlight_boundary = format!("MOAT-UNTRUSTED-{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>());
         let now = Instant::now();
         let session = Arc::new(Session {
             id: id.clone(),
             principal: principal.to_string(),
+            spotlight_boundary,
             created: now,
             last_seen: Mutex::new(now),
             version: RwLock::new(version),

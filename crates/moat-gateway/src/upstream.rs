@@ -19,6 +19,15 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// A run this long resets the backoff: the upstream was healthy, not crash-looping.
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
 
+/// Where per-upstream state (the sandbox's private home directories) lives.
+fn state_dir() -> PathBuf {
+    std::env::var_os("MOAT_STATE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_STATE_HOME").map(|d| PathBuf::from(d).join("moat")))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state/moat")))
+        .unwrap_or_else(|| std::env::temp_dir().join("moat-state"))
+}
+
 /// What an upstream said about itself in `initialize`.
 #[derive(Debug, Clone)]
 pub struct UpstreamInfo {
@@ -150,7 +159,7 @@ impl Upstream {
                     }
                     conn.transport().shutdown().await;
                     let status = match exit {
-                        Some(rx) => rx.await.ok().and_then(|r| r.status).map(|s| s.to_string()),
+                        Some(rx) => rx.await.ok().and_then(|r| r.status).map(moat_sandbox::describe_exit),
                         None => None,
                     };
                     tracing::warn!(upstream = %self.name, exit = status.as_deref().unwrap_or("session closed"), "upstream stopped; restarting");
@@ -186,7 +195,8 @@ impl Upstream {
         }
     }
 
-    /// The child's command: a clean environment with only `PATH` and the configured entries.
+    /// The child's command, confined by the sandbox (docs/sandbox.md): a clean environment
+    /// with only `PATH` and the configured entries, rlimits, Landlock and seccomp.
     fn command(&self, argv: &[String]) -> Result<tokio::process::Command, String> {
         let (program, args) = argv.split_first().ok_or("empty command")?;
         let program = if program == "moat" {
@@ -194,10 +204,9 @@ impl Upstream {
         } else {
             PathBuf::from(program)
         };
-        let mut cmd = tokio::process::Command::new(program);
-        cmd.args(args).env_clear();
+        let mut env: Vec<(std::ffi::OsString, std::ffi::OsString)> = Vec::new();
         if let Some(path) = std::env::var_os("PATH") {
-            cmd.env("PATH", path);
+            env.push(("PATH".into(), path));
         }
         for (k, v) in &self.config.env {
             let value = match v {
@@ -207,13 +216,18 @@ impl Upstream {
                     secret.expose_str().ok_or_else(|| format!("secret `{r}` for `{k}` is not UTF-8"))?.to_string()
                 }
             };
-            cmd.env(k, value);
+            env.push((k.into(), value.into()));
+        }
+        let policy = moat_sandbox::SandboxPolicy::for_upstream(&self.config, env, &self.base_dir, &state_dir())
+            .map_err(|e| e.to_string())?;
+        let (mut cmd, report) = moat_sandbox::prepare(&program, args, &policy).map_err(|e| e.to_string())?;
+        tracing::info!(upstream = %self.name, sandbox = %report, "starting stdio upstream");
+        for p in report.missing() {
+            tracing::warn!(upstream = %self.name, protection = ?p, "sandbox protection missing (best_effort)");
         }
         if let Some(cwd) = &self.config.cwd {
             cmd.current_dir(self.base_dir.join(cwd));
         }
-        // Upstreams die with the gateway, and a signal to the gateway's group does not reach them.
-        cmd.process_group(0).kill_on_drop(true);
         Ok(cmd)
     }
 

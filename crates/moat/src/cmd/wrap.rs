@@ -44,6 +44,8 @@ pub fn run(args: Args) -> ExitCode {
         env: template.as_ref().map(|t| t.env.clone()).unwrap_or_default(),
         cwd: None,
         sandbox: template.as_ref().and_then(|t| t.sandbox.clone()),
+        pinning: template.as_ref().map(|t| t.pinning).unwrap_or_default(),
+        max_concurrent: template.as_ref().map_or(64, |t| t.max_concurrent),
         timeout: template.map_or(moat_config::Duration::secs(120), |t| t.timeout),
     };
     loaded.config.upstreams = vec![upstream];
