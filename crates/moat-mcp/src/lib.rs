@@ -7,6 +7,7 @@
 pub mod connection;
 pub mod jsonrpc;
 pub mod limits;
+pub mod raw;
 pub mod sse;
 pub mod transport;
 pub mod version;
