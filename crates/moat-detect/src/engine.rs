@@ -757,6 +757,7 @@ const MIN_HEX_RUN: usize = 32;
 /// Runs of base64/base64url alphabet characters (plus trailing `=`) at least
 /// [`MIN_BASE64_RUN`] long: one tight byte loop, no regex.
 fn encoded_runs(text: &str) -> Vec<Range<usize>> {
+    #[expect(clippy::indexing_slicing, reason = "const loop over 0..256 indexes a [bool; 256]")]
     const B64: [bool; 256] = {
         let mut t = [false; 256];
         let mut b = 0;
@@ -852,6 +853,7 @@ pub(crate) fn mask(s: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
 
