@@ -38,6 +38,8 @@ pub enum StartError {
     Store(String),
     #[error("cannot load the detection rules: {0}")]
     Rules(String),
+    #[error("cannot start the audit log: {0}")]
+    Audit(String),
 }
 
 /// Opens the store, builds the guards, starts every upstream and the router over them.
@@ -59,7 +61,44 @@ pub async fn start_router(loaded: &LoadedConfig) -> Result<std::sync::Arc<Router
         .collect();
     let sessions = SessionTable::new(config.sessions.idle_timeout.0, config.sessions.max_lifetime.0, config.gateway.max_sessions);
     sessions.spawn_sweeper(SWEEP_EVERY);
-    Ok(Router::new(upstreams, events_rx, sessions, &config.gateway.name_separator, guards))
+    let audit = start_audit(loaded, &guards.store).await?;
+    Ok(Router::new(upstreams, events_rx, sessions, &config.gateway.name_separator, guards, audit, config.audit.include_arguments))
+}
+
+/// Starts the audit writer over the configured sinks (`docs/audit.md`).
+async fn start_audit(loaded: &LoadedConfig, store: &std::sync::Arc<dyn moat_store::Store>) -> Result<Option<moat_audit::AuditLog>, StartError> {
+    let config = &loaded.config;
+    let a = &config.audit;
+    let mut sinks: Vec<Box<dyn moat_audit::AuditSink>> = Vec::new();
+    if a.store {
+        match store.audit() {
+            Some(s) => sinks.push(Box::new(moat_audit::StoreSink::new(s, store.backend()))),
+            None => return Err(StartError::Audit(format!("the `{}` store keeps no audit records; set `audit.store = false` and `audit.jsonl`", store.backend()))),
+        }
+    }
+    if let Some(path) = &a.jsonl {
+        let path = loaded.base_dir().join(path);
+        sinks.push(Box::new(moat_audit::JsonlSink::open(&path).map_err(|e| StartError::Audit(e.to_string()))?));
+    }
+    if sinks.is_empty() {
+        tracing::warn!("audit log off: `audit.store = false` and no `audit.jsonl`");
+        return Ok(None);
+    }
+    let signer = match &a.signing_key {
+        Some(r) => {
+            let secret = r.resolve(&loaded.base_dir()).map_err(|e| StartError::Audit(e.to_string()))?;
+            Some(moat_audit::AuditSigner::from_key_bytes(secret.expose()).map_err(|e| StartError::Audit(e.to_string()))?)
+        }
+        None => {
+            tracing::warn!("audit records are hash-chained but not sealed: set `audit.signing_key` (see `moat audit keygen`)");
+            None
+        }
+    };
+    let required = a.required.unwrap_or(config.auth.mode == moat_config::auth::AuthMode::Oauth);
+    let log_config = moat_audit::AuditLogConfig { required, seal_every: a.seal_every, seal_interval: a.seal_interval.0, ..Default::default() };
+    let log = moat_audit::AuditLog::start(log_config, sinks, signer).await.map_err(|e| StartError::Audit(e.to_string()))?;
+    tracing::info!(required, "audit log on");
+    Ok(Some(log))
 }
 
 /// Runs `moat gateway` until `shutdown` resolves; upstreams are stopped on the way out.

@@ -137,6 +137,10 @@ pub struct Router {
     progress: Mutex<HashMap<String, ProgressRoute>>,
     counter: AtomicU64,
     guards: Arc<Guards>,
+    /// The tamper-evident audit log (`[audit]`), when configured.
+    audit: Option<moat_audit::AuditLog>,
+    /// `[audit] include_arguments`.
+    audit_arguments: bool,
     /// Caps on calls in flight, per upstream.
     permits: Vec<Arc<tokio::sync::Semaphore>>,
 }
@@ -159,11 +163,15 @@ impl Router {
         sessions: Arc<SessionTable>,
         separator: &str,
         guards: Arc<Guards>,
+        audit: Option<moat_audit::AuditLog>,
+        audit_arguments: bool,
     ) -> Arc<Router> {
         let n = upstreams.len();
         let router = Arc::new(Router {
             permits: upstreams.iter().map(|u| Arc::new(tokio::sync::Semaphore::new(u.config.max_concurrent.max(1)))).collect(),
             guards,
+            audit,
+            audit_arguments,
             namer: Namer::new(separator, n),
             inflight: (0..n).map(|_| Mutex::new(HashMap::new())).collect(),
             upstreams,
@@ -221,8 +229,9 @@ impl Router {
                         let what = if kind == ListKind::Tools { "tool" } else { "prompt" };
                         match self.quarantine_reason(kind, &name) {
                             Some((reason, rules)) => {
-                                self.record(session, "", method, &name, Decision::Quarantine, rules, &reason, None, None);
-                                error(&id, code::DENIED, &format!("{what} `{name}` is quarantined: {reason}"))
+                                let rec = self.record(session, "", method, &name, Decision::Quarantine, rules, &reason, None, None);
+                                let bytes = jsonrpc::error_response(Some(&id), code::DENIED, &format!("{what} `{name}` is quarantined: {reason}"), None);
+                                Reply::Message(self.commit(rec, bytes, Some(&id)).await)
                             }
                             None => error(&id, code::INVALID_PARAMS, &format!("unknown {what} `{name}`")),
                         }
@@ -666,7 +675,7 @@ impl Router {
     }
 
     /// One forwarded request through the guard chain: request guards, the upstream call,
-    /// response guards, and one decision record.
+    /// response guards, and one decision record, audited before the response leaves.
     #[allow(clippy::too_many_arguments)]
     async fn guarded_call(
         &self,
@@ -679,20 +688,58 @@ impl Router {
         client_id: &Id,
         sink: mpsc::Sender<StreamItem>,
     ) -> Bytes {
+        let (bytes, record) = self.guarded_call_inner(session, msg, up, upstream, method, params, client_id, sink).await;
+        self.commit(record, bytes, Some(client_id)).await
+    }
+
+    /// Emits a decision record and appends it to the audit log. When the audit log is
+    /// required and the record cannot be written, the client gets a refusal instead of
+    /// `bytes`: nothing leaves unrecorded.
+    pub(crate) async fn commit(&self, record: DecisionRecord, bytes: Bytes, client_id: Option<&Id>) -> Bytes {
+        record.emit();
+        let Some(log) = &self.audit else { return bytes };
+        let event = record.into_audit_event(&self.guards.detector, self.audit_arguments);
+        match log.append(event).await {
+            Ok(_) => bytes,
+            Err(e) if log.is_required() => {
+                tracing::error!(error = %e, "audit record not written; refusing the call");
+                jsonrpc::error_response(client_id, code::INTERNAL_ERROR, "the call was refused because its audit record could not be written", None)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "audit record not written");
+                bytes
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn guarded_call_inner(
+        &self,
+        session: &Arc<Session>,
+        msg: &Message,
+        up: &Arc<Upstream>,
+        upstream: usize,
+        method: &str,
+        params: Option<Box<RawValue>>,
+        client_id: &Id,
+        sink: mpsc::Sender<StreamItem>,
+    ) -> (Bytes, DecisionRecord) {
         let started = Instant::now();
         let target = match method {
             "tools/call" | "prompts/get" => msg.params_as::<NameParam>().and_then(|p| p.name).unwrap_or_default(),
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => msg.params_as::<UriParam>().and_then(|p| p.uri).unwrap_or_default(),
             _ => String::new(),
         };
-        let deny = |d: Denial| {
-            self.record(session, &up.name, method, &target, Decision::Deny, d.rules.clone(), &d.message, Some(started.elapsed()), None);
-            jsonrpc::error_response(Some(client_id), d.code, &d.message, d.data.as_ref())
+        let mut arguments = None;
+        let deny = |d: Denial, arguments: Option<Value>| {
+            let mut rec = self.record(session, &up.name, method, &target, Decision::Deny, d.rules.clone(), &d.message, Some(started.elapsed()), None);
+            rec.arguments = arguments;
+            (jsonrpc::error_response(Some(client_id), d.code, &d.message, d.data.as_ref()), rec)
         };
         let mut flagged = Vec::new();
         if method == "tools/call" {
             if let Err(d) = self.guards.rate.check(&session.principal, &target, &up.name).await {
-                return deny(d);
+                return deny(d, None);
             }
             #[derive(Deserialize)]
             struct Args {
@@ -700,15 +747,18 @@ impl Router {
             }
             let args = msg.params_as::<Args>().and_then(|a| a.arguments).unwrap_or_else(|| json!({}));
             let schema = self.catalog.read().ok().and_then(|c| c.tools.get(&target).and_then(|r| r.schema.clone()));
-            match self.guards.args.check(&target, schema.as_ref(), &args).await {
+            let checked = self.guards.args.check(&target, schema.as_ref(), &args).await;
+            arguments = Some(args);
+            match checked {
                 Ok(f) => flagged = f,
-                Err(d) => return deny(d),
+                Err(d) => return deny(d, arguments),
             }
         }
-        let Some(permits) = self.permits.get(upstream).cloned() else { return deny(Denial::new(code::INTERNAL_ERROR, "no such upstream")) };
-        let Ok(_permit) = permits.acquire_owned().await else { return deny(Denial::new(code::INTERNAL_ERROR, "upstream is shutting down")) };
+        let Some(permits) = self.permits.get(upstream).cloned() else { return deny(Denial::new(code::INTERNAL_ERROR, "no such upstream"), arguments) };
+        let Ok(_permit) = permits.acquire_owned().await else { return deny(Denial::new(code::INTERNAL_ERROR, "upstream is shutting down"), arguments) };
         let Some(conn) = up.connection(WAIT_READY).await else {
-            return deny(Denial::new(code::UPSTREAM_UNAVAILABLE, format!("upstream `{}` is not available; it is starting or restarting", up.name)));
+            let d = Denial::new(code::UPSTREAM_UNAVAILABLE, format!("upstream `{}` is not available; it is starting or restarting", up.name));
+            return deny(d, arguments);
         };
         let resp = match self.call_upstream(session, msg, &conn, upstream, method, params, client_id, sink).await {
             Ok(r) => r,
@@ -718,28 +768,31 @@ impl Router {
                     _ => code::UPSTREAM_UNAVAILABLE,
                 };
                 tracing::warn!(upstream = %up.name, method, error = %e, "upstream call failed");
-                return deny(Denial::new(c, e.to_string()));
+                return deny(Denial::new(c, e.to_string()), arguments);
             }
         };
         let guarded = matches!(method, "tools/call" | "resources/read" | "prompts/get");
         let (Some(result), true) = (resp.result(), guarded) else {
-            self.record(session, &up.name, method, &target, Decision::Allow, flagged, "", Some(started.elapsed()), Some(resp.raw().len()));
-            return resp.with_id(client_id);
+            let mut rec = self.record(session, &up.name, method, &target, Decision::Allow, flagged, "", Some(started.elapsed()), Some(resp.raw().len()));
+            rec.arguments = arguments;
+            return (resp.with_id(client_id), rec);
         };
-        match self.guards.output.check(method, &target, result, &session.spotlight_boundary) {
+        let (bytes, mut rec) = match self.guards.output.check(method, &target, result, &session.spotlight_boundary) {
             ResultDecision::Forward { flagged: f } => {
                 flagged.extend(f);
-                self.record(session, &up.name, method, &target, Decision::Allow, flagged, "", Some(started.elapsed()), Some(result.get().len()));
-                resp.with_id(client_id)
+                let rec = self.record(session, &up.name, method, &target, Decision::Allow, flagged, "", Some(started.elapsed()), Some(result.get().len()));
+                (resp.with_id(client_id), rec)
             }
             ResultDecision::Rewrite { result, mut rules } => {
                 rules.extend(flagged);
                 let raw = to_raw(&result);
-                self.record(session, &up.name, method, &target, Decision::Modify, rules, "result rewritten by output guards", Some(started.elapsed()), Some(raw.get().len()));
-                resp.with_id_and_result(client_id, &raw)
+                let rec = self.record(session, &up.name, method, &target, Decision::Modify, rules, "result rewritten by output guards", Some(started.elapsed()), Some(raw.get().len()));
+                (resp.with_id_and_result(client_id, &raw), rec)
             }
-            ResultDecision::Block(d) => deny(d),
-        }
+            ResultDecision::Block(d) => return deny(d, arguments),
+        };
+        rec.arguments = arguments;
+        (bytes, rec)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -754,7 +807,7 @@ impl Router {
         reason: &str,
         latency: Option<Duration>,
         result_bytes: Option<usize>,
-    ) {
+    ) -> DecisionRecord {
         DecisionRecord {
             principal: session.principal.clone(),
             session: crate::session::short(&session.id).to_string(),
@@ -766,8 +819,8 @@ impl Router {
             reason: reason.to_string(),
             latency,
             result_bytes,
+            arguments: None,
         }
-        .emit();
     }
 
     fn quarantine_reason(&self, kind: ListKind, public: &str) -> Option<(String, Vec<String>)> {

@@ -29,9 +29,40 @@ pub struct DecisionRecord {
     #[serde(skip)]
     pub latency: Option<Duration>,
     pub result_bytes: Option<usize>,
+    /// The call's arguments (digested in the audit record; kept only redacted, and only
+    /// with `[audit] include_arguments`).
+    #[serde(skip)]
+    pub arguments: Option<serde_json::Value>,
 }
 
 impl DecisionRecord {
+    /// The audit log's view of this record. Arguments become a digest, and are kept only
+    /// with `include_arguments`, after secret and PII redaction.
+    pub fn into_audit_event(self, detector: &moat_detect::Detector, include_arguments: bool) -> moat_audit::AuditEvent {
+        let decision = match self.decision {
+            Decision::Allow => moat_audit::Decision::Allow,
+            Decision::Deny => moat_audit::Decision::Deny,
+            Decision::Modify => moat_audit::Decision::Modify,
+            Decision::Quarantine => moat_audit::Decision::Quarantine,
+        };
+        let mut event = moat_audit::AuditEvent::new(self.method, decision);
+        event.principal = Some(moat_audit::AuditPrincipal { subject: self.principal, client_id: None });
+        event.session = (!self.session.is_empty()).then_some(self.session);
+        event.upstream = (!self.upstream.is_empty()).then_some(self.upstream);
+        event.target = (!self.target.is_empty()).then_some(self.target);
+        event.rules = self.rules;
+        event.reason = (!self.reason.is_empty()).then_some(self.reason);
+        event.latency_us = self.latency.map_or(0, |d| d.as_micros() as u64);
+        event.result_bytes = self.result_bytes.map(|b| b as u64);
+        if let Some(args) = self.arguments {
+            match event.clone().with_arguments(&args, include_arguments, || redact_value(detector, &args)) {
+                Ok(e) => event = e,
+                Err(e) => tracing::warn!(error = %e, "arguments could not be digested for the audit record"),
+            }
+        }
+        event
+    }
+
     /// Emits the record as a structured event (`moat::decision`), the sink the audit log
     /// reads from.
     pub fn emit(&self) {
@@ -50,5 +81,27 @@ impl DecisionRecord {
                 rules = ?self.rules, reason = %self.reason, latency_us, result_bytes = self.result_bytes,
             ),
         }
+    }
+}
+
+/// `v` with secrets and PII in every string replaced by typed placeholders.
+fn redact_value(detector: &moat_detect::Detector, v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => {
+            let findings: Vec<_> = detector
+                .scan_text(s)
+                .into_iter()
+                .filter(|f| f.rule.starts_with("MOAT-SEC-") || f.rule.starts_with("MOAT-PII-"))
+                .collect();
+            if findings.is_empty() {
+                v.clone()
+            } else {
+                Value::String(detector.redact(s, &findings))
+            }
+        }
+        Value::Array(a) => Value::Array(a.iter().map(|x| redact_value(detector, x)).collect()),
+        Value::Object(m) => Value::Object(m.iter().map(|(k, x)| (k.clone(), redact_value(detector, x))).collect()),
+        other => other.clone(),
     }
 }
