@@ -287,14 +287,14 @@ async fn paginate(session: &mut Session, method: &str, key: &str) -> Result<Vec<
 
 /// One MCP session, over either transport.
 enum Session {
-    Stdio(StdioSession),
+    Stdio(Box<StdioSession>),
     Http(HttpSession),
 }
 
 impl Session {
     async fn open(server: &ServerEntry, stderr: Arc<Mutex<Vec<u8>>>) -> Result<Session, LiveError> {
         match (server.transport, &server.command, &server.url) {
-            (Transport::Stdio, Some(_), _) => Ok(Session::Stdio(StdioSession::spawn(server, stderr)?)),
+            (Transport::Stdio, Some(_), _) => Ok(Session::Stdio(Box::new(StdioSession::spawn(server, stderr)?))),
             (Transport::Sse, _, _) => Err(LiveError::SseUnsupported),
             (Transport::Http, _, Some(url)) => Ok(Session::Http(HttpSession::open(server, url)?)),
             _ => Err(LiveError::NoTarget),

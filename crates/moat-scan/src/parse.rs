@@ -88,7 +88,7 @@ pub fn claude_code_projects(doc: &Value) -> Vec<PathBuf> {
 pub fn extract_servers(loc: &Location, text: &str, doc: &Value) -> Vec<ServerEntry> {
     let syntax = Syntax::of(&loc.path, loc.format, text);
     let format = match loc.format {
-        Format::Auto => guess_format(&doc, syntax),
+        Format::Auto => guess_format(doc, syntax),
         other => other,
     };
     let mut out = Vec::new();
@@ -99,10 +99,10 @@ pub fn extract_servers(loc: &Location, text: &str, doc: &Value) -> Vec<ServerEnt
     };
     match format {
         Format::McpServers | Format::Auto => {
-            ctx.map_at(&doc, &["mcpServers"], "", loc.scope, None, &mut out);
+            ctx.map_at(doc, &["mcpServers"], "", loc.scope, None, &mut out);
         }
         Format::ClaudeCodeUser => {
-            ctx.map_at(&doc, &["mcpServers"], "", Scope::User, None, &mut out);
+            ctx.map_at(doc, &["mcpServers"], "", Scope::User, None, &mut out);
             if let Some(projects) = doc.get("projects").and_then(Value::as_object) {
                 for (project, body) in projects {
                     let prefix = format!("/projects/{}", escape_pointer(project));
@@ -117,19 +117,19 @@ pub fn extract_servers(loc: &Location, text: &str, doc: &Value) -> Vec<ServerEnt
                 }
             }
         }
-        Format::VscodeMcp => ctx.map_at(&doc, &["servers"], "", loc.scope, None, &mut out),
+        Format::VscodeMcp => ctx.map_at(doc, &["servers"], "", loc.scope, None, &mut out),
         Format::VscodeSettings => {
             if doc.get("mcp.servers").is_some() {
-                ctx.map_at(&doc, &["mcp.servers"], "", loc.scope, None, &mut out);
+                ctx.map_at(doc, &["mcp.servers"], "", loc.scope, None, &mut out);
             } else {
-                ctx.map_at(&doc, &["mcp", "servers"], "", loc.scope, None, &mut out);
+                ctx.map_at(doc, &["mcp", "servers"], "", loc.scope, None, &mut out);
             }
         }
-        Format::Zed => ctx.map_at(&doc, &["context_servers"], "", loc.scope, None, &mut out),
-        Format::CodexToml => ctx.map_at(&doc, &["mcp_servers"], "", loc.scope, None, &mut out),
-        Format::Opencode => ctx.map_at(&doc, &["mcp"], "", loc.scope, None, &mut out),
-        Format::Continue => ctx.continue_servers(&doc, &mut out),
-        Format::MoatToml => ctx.moat_upstreams(&doc, &mut out),
+        Format::Zed => ctx.map_at(doc, &["context_servers"], "", loc.scope, None, &mut out),
+        Format::CodexToml => ctx.map_at(doc, &["mcp_servers"], "", loc.scope, None, &mut out),
+        Format::Opencode => ctx.map_at(doc, &["mcp"], "", loc.scope, None, &mut out),
+        Format::Continue => ctx.continue_servers(doc, &mut out),
+        Format::MoatToml => ctx.moat_upstreams(doc, &mut out),
     }
     out
 }
