@@ -35,6 +35,7 @@
 pub mod canonical;
 mod engine;
 pub mod finding;
+pub mod lockfile;
 mod normalize;
 mod redact;
 pub mod rules;

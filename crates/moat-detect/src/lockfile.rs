@@ -203,14 +203,13 @@ impl LockFile {
 impl UpstreamPins {
     /// Every pin with its kind and name (empty for instructions).
     pub fn iter(&self) -> impl Iterator<Item = (PinDomain, &str, &Pin)> {
-        let keyed = |domain: PinDomain, map: &'_ BTreeMap<String, Pin>| {
-            map.iter().map(move |(n, p)| (domain, n.as_str(), p)).collect::<Vec<_>>()
-        };
-        let mut all = keyed(PinDomain::Tool, &self.tools);
-        all.extend(keyed(PinDomain::Prompt, &self.prompts));
-        all.extend(keyed(PinDomain::ResourceTemplate, &self.resource_templates));
-        all.extend(self.instructions.iter().map(|p| (PinDomain::Instructions, "", p)));
-        all.into_iter()
+        fn keyed(domain: PinDomain, map: &BTreeMap<String, Pin>) -> impl Iterator<Item = (PinDomain, &str, &Pin)> {
+            map.iter().map(move |(n, p)| (domain, n.as_str(), p))
+        }
+        keyed(PinDomain::Tool, &self.tools)
+            .chain(keyed(PinDomain::Prompt, &self.prompts))
+            .chain(keyed(PinDomain::ResourceTemplate, &self.resource_templates))
+            .chain(self.instructions.iter().map(|p| (PinDomain::Instructions, "", p)))
     }
 
     /// Whether it holds no pin.
