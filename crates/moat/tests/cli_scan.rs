@@ -193,3 +193,51 @@ fn live_scan_of_server_everything() {
     assert!(!live["resources"].as_array().unwrap().is_empty(), "{:#}", live["resources"]);
     assert!(live["instructions"].as_str().unwrap().contains("Everything"));
 }
+
+/// Kills the child on drop, so a failed assertion does not leave a server running.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn live_scan_over_streamable_http() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let addr = format!("127.0.0.1:{port}");
+    let _server = Running(
+        moat()
+            .args(["demo-server", "--http", &addr])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(std::time::Instant::now() < deadline, "demo server did not listen on {addr}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let fx = FixtureHome::create("cli-http").unwrap();
+    let config = fx.root.join("mcp.json");
+    let url = format!("http://{addr}/mcp");
+    std::fs::write(
+        &config,
+        serde_json::json!({"mcpServers": {"demo-http": {"type": "http", "url": url, "headers": {"X-Moat-Test": "1"}}}}).to_string(),
+    )
+    .unwrap();
+    let (_, report, stderr) = live_scan(&config, &[]);
+    let live = &report["servers"][0]["live"];
+    assert_eq!(report["servers"][0]["transport"], "http");
+    assert_eq!(live["status"], "ok", "{live:#}\n{stderr}");
+    assert!(!live["tools"].as_array().unwrap().is_empty());
+    // Loopback over plain http is not flagged.
+    let rules: Vec<&str> = report["findings"].as_array().unwrap().iter().map(|f| f["rule"].as_str().unwrap()).collect();
+    assert!(!rules.contains(&"MOAT-SCAN-012"), "{rules:?}");
+}
