@@ -32,6 +32,8 @@ enum Command {
     Inspect(cmd::inspect::Args),
     /// Serve one Streamable HTTP MCP endpoint in front of the configured upstream servers.
     Gateway(cmd::gateway::Args),
+    /// Manage API keys for `[auth] mode = "api_key"` (create, list, revoke).
+    Keys(cmd::keys::Args),
     /// Inspect the Linux sandbox for stdio upstreams (`moat sandbox check`).
     Sandbox(cmd::sandbox::Args),
     /// Report what is wrong with MCP servers (`moat scan --tools FILE`).
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         Command::DemoServer(args) => cmd::demo_server::run(args),
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Gateway(args) => cmd::gateway::run(args),
+        Command::Keys(args) => cmd::keys::run(args),
         Command::Sandbox(args) => cmd::sandbox::run(args),
         Command::Wrap(args) => cmd::wrap::run(args),
         Command::Scan(args) => cmd::scan::run(args),

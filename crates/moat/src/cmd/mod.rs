@@ -5,6 +5,7 @@ pub mod config;
 pub mod demo_server;
 pub mod gateway;
 pub mod inspect;
+pub mod keys;
 pub mod sandbox;
 pub mod wrap;
 pub mod scan;
