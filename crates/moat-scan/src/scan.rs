@@ -10,7 +10,7 @@ use crate::discover::{discover, DiscoverOptions, Inventory};
 use crate::ignore::{IgnoreError, Suppressions};
 use crate::live::{self, LiveOptions};
 use crate::model::ScanFinding;
-use crate::pins::{PinError, PinFile};
+use crate::pins::{self, PinError, PinFile};
 use crate::registry::{Registry, RegistryError};
 use crate::report::Report;
 use crate::rules;
@@ -68,7 +68,7 @@ fn prepare(opts: &ScanOptions) -> Result<Prepared, ScanError> {
         suppressions.load_file(file)?;
     }
     let pins = match &opts.pins {
-        Some(path) if path.exists() => Some(PinFile::load(path)?),
+        Some(path) if path.exists() => Some(pins::load(path)?),
         _ => None,
     };
     let detector = Detector::builtin().map_err(|e| ScanError::Detector(e.to_string()))?;
@@ -106,10 +106,10 @@ pub async fn run(opts: &ScanOptions) -> Result<Report, ScanError> {
                 let mut pins = prepared.pins.clone().unwrap_or_default();
                 for r in results {
                     if let (Some(server), Some(snap)) = (inventory.servers.get(r.index), &r.snapshot) {
-                        pins.record(server, snap);
+                        pins::record(&mut pins, server, snap);
                     }
                 }
-                pins.save(path)?;
+                pins::save(&pins, path)?;
             }
         }
     }
