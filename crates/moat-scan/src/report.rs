@@ -115,10 +115,23 @@ impl Report {
         let server_reports = servers
             .iter()
             .enumerate()
-            .map(|(i, s)| ServerReport {
-                entry: mask_entry(s),
+            .map(|(i, s)| {
+                let mut entry = mask_entry(s);
+                let masked_before = entry.args.clone();
+                mask_flagged(&mut entry, s, &findings);
+                // The identity names the command line: mask there what was masked in it.
+                let mut identity = crate::pins::identity(s);
+                for (before, after) in masked_before.iter().zip(&entry.args) {
+                    if before != after && !before.is_empty() {
+                        identity = identity.replace(before.as_str(), after);
+                    }
+                }
+                (i, s, entry, identity)
+            })
+            .map(|(i, s, entry, identity)| ServerReport {
+                entry,
                 launch_sha256: launch_sha256(s),
-                identity: crate::pins::identity(s),
+                identity,
                 live: live.map(|results| live_summary(s, results.iter().find(|r| r.index == i), detector)),
             })
             .collect();
@@ -159,7 +172,15 @@ impl Report {
 /// any argument or URL that holds a password or a `--token=`-style secret masked.
 pub fn mask_entry(s: &ServerEntry) -> ServerEntry {
     let mut out = s.redacted();
+    let mut after_secret_flag = false;
     for arg in &mut out.args {
+        if after_secret_flag && !arg.starts_with('-') {
+            *arg = "***".to_owned();
+            after_secret_flag = false;
+            continue;
+        }
+        // `--api-key VALUE`, `--token VALUE`: the next argument is the secret.
+        after_secret_flag = arg.starts_with('-') && !arg.contains('=') && is_secret_flag(arg);
         *arg = mask_value(arg);
     }
     if let Some(url) = &mut out.url {
@@ -185,16 +206,36 @@ fn mask_value(v: &str) -> String {
     }
     // `--api-key=...`, `--token=...`
     if let Some((flag, _)) = v.split_once('=') {
-        let upper = flag.trim_start_matches('-').to_ascii_uppercase().replace('-', "_");
-        if v.starts_with('-')
-            && ["TOKEN", "SECRET", "PASSWORD", "KEY", "CREDENTIAL", "AUTH"]
-                .iter()
-                .any(|m| upper.contains(m))
-        {
+        if v.starts_with('-') && is_secret_flag(flag) {
             return format!("{flag}=***");
         }
     }
     v.to_owned()
+}
+
+fn is_secret_flag(flag: &str) -> bool {
+    let upper = flag.trim_start_matches('-').to_ascii_uppercase().replace('-', "_");
+    ["TOKEN", "SECRET", "PASSWORD", "KEY", "CREDENTIAL", "AUTH"]
+        .iter()
+        .any(|m| upper.contains(m))
+}
+
+/// Masks every argument, URL or command a secret finding points at (`…/args/3`).
+fn mask_flagged(entry: &mut ServerEntry, original: &ServerEntry, findings: &[ScanFinding]) {
+    for f in findings.iter().filter(|f| {
+        f.finding.rule == rules::INLINE_SECRET && f.file == original.file && f.server == original.name
+    }) {
+        let Some(rest) = f.finding.location.strip_prefix(original.pointer.as_str()) else {
+            continue;
+        };
+        if let Some(i) = rest.strip_prefix("/args/").and_then(|i| i.parse::<usize>().ok()) {
+            if let Some(arg) = entry.args.get_mut(i) {
+                *arg = "***".to_owned();
+            }
+        } else if rest == "/url" {
+            entry.url = entry.url.as_ref().map(|_| "***".to_owned());
+        }
+    }
 }
 
 fn live_summary(s: &ServerEntry, r: Option<&LiveResult>, detector: Option<&Detector>) -> LiveSummary {
@@ -706,5 +747,8 @@ mod tests {
         assert_eq!(mask_value("postgres://u:pw@db/x"), "postgres://u:***@db/x");
         assert_eq!(mask_value("--api-key=abc"), "--api-key=***");
         assert_eq!(mask_value("--verbose=1"), "--verbose=1");
+        let mut s = sample_report().servers[0].entry.clone();
+        s.args = vec!["--api-key".into(), "sk-live-123".into(), "--port".into(), "80".into()];
+        assert_eq!(mask_entry(&s).args, ["--api-key", "***", "--port", "80"]);
     }
 }

@@ -153,3 +153,31 @@ fn a_broken_config_is_a_finding_not_an_error() {
     assert!(f.file.ends_with(".cursor/mcp.json"));
     assert!(report.files.iter().any(|f| f.error.is_some()));
 }
+
+#[test]
+fn a_secret_passed_as_an_argument_is_masked_in_the_report() {
+    let fx = FixtureHome::create("arg-secret").unwrap();
+    let config = fx.root.join("mcp.json");
+    std::fs::write(
+        &config,
+        format!(r#"{{"mcpServers": {{"gh": {{"command": "github-mcp", "args": ["stdio", "{FIXTURE_GITHUB_TOKEN}"]}}}}}}"#),
+    )
+    .unwrap();
+    let mut discover = fx.discover_options();
+    discover.explicit = vec![config];
+    let opts = ScanOptions {
+        discover,
+        registry: None,
+        ignore_rules: Vec::new(),
+        ignore_files: Vec::new(),
+        live: None,
+        pins: None,
+        write_pins: false,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let report = rt.block_on(moat_scan::run(&opts)).unwrap();
+    let f = report.findings.iter().find(|f| f.finding.rule == "MOAT-SCAN-014").unwrap();
+    assert_eq!(f.finding.location, "/mcpServers/gh/args/1");
+    assert_eq!(report.servers[0].entry.args, ["stdio", "***"]);
+    assert!(!report.to_json().contains(FIXTURE_GITHUB_TOKEN));
+}
