@@ -156,6 +156,8 @@ fn live_scan_of_the_demo_server_finds_its_poisoned_tools_and_pins_them() {
     let (code, report, stderr) = live_scan(&config, &["--write-pins"]);
     let live = &report["servers"][0]["live"];
     assert_eq!(live["status"], "ok", "{live:#}\n{stderr}");
+    // stderr is a pipe here: no progress bar is drawn.
+    assert!(!stderr.contains("scanning"), "{stderr}");
     assert!(!live["tools"].as_array().unwrap().is_empty());
     let rules: Vec<&str> = report["findings"].as_array().unwrap().iter().map(|f| f["rule"].as_str().unwrap()).collect();
     assert!(rules.iter().any(|r| r.starts_with("MOAT-TP-")), "the demo server's poisoned tool is found: {rules:?}");
