@@ -9,6 +9,7 @@ demo server do. The counts are recorded in docs/conformance.md ("Through the gat
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from typing import Any, Callable
 
@@ -126,3 +127,46 @@ def test_progress_notifications_reach_the_client_before_the_result(
         if progress != [0, 50, 100]:
             lost.append((i, progress))
     assert lost == [], f"{len(lost)} of {PROGRESS_CALLS} calls did not get all their progress notifications first: {lost[:5]}"
+
+
+def test_a_calls_notifications_never_reach_another_session(
+    start_demo_http: Callable[..., str], gateway: Callable[..., Any],
+) -> None:
+    """Log messages an upstream sends during client A's call belong to A. Session B, which never
+    calls anything and only listens on its GET stream, must receive none of them, even when
+    they reach the gateway after A's call has ended (the race above)."""
+    import threading
+
+    gw = gateway(upstreams=[{"name": "conformance", "url": start_demo_http("--conformance")}])
+
+    def open_session() -> str:
+        headers, _ = post_json(gw.url, {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "leak-test", "version": "1"}}})
+        sid = headers["Mcp-Session-Id"]
+        post_json(gw.url, {"jsonrpc": "2.0", "method": "notifications/initialized"}, sid)
+        return sid
+
+    a, b = open_session(), open_session()
+    received: list[str] = []
+    listening = threading.Event()
+
+    def listen() -> None:
+        req = urllib.request.Request(gw.url, headers={
+            "Accept": "text/event-stream", "Mcp-Session-Id": b, "MCP-Protocol-Version": "2025-06-18"})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                listening.set()
+                for line in resp:
+                    if line.startswith(b"data:"):
+                        received.append(line[5:].decode().strip())
+        except OSError:
+            pass
+
+    threading.Thread(target=listen, daemon=True).start()
+    assert listening.wait(10), "the GET stream did not open"
+    for i in range(PROGRESS_CALLS):
+        _, body = post_json(gw.url, {"jsonrpc": "2.0", "id": i + 1, "method": "tools/call",
+                                     "params": {"name": "test_tool_with_logging", "arguments": {}}}, a)
+        assert '"result"' in body, body
+    time.sleep(1)
+    assert received == [], f"session B received {len(received)} of session A's messages, e.g. {received[:2]}"
