@@ -9,6 +9,11 @@ use crate::Duration;
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GuardsConfig {
+    /// A lock file (`moat.lock`, from `moat pins export`) to enforce: every tool, prompt,
+    /// template and instructions must match it, or it is quarantined. Relative to the
+    /// configuration file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_file: Option<std::path::PathBuf>,
     #[serde(default)]
     pub tool_metadata: ToolMetadataGuard,
     #[serde(default)]

@@ -40,6 +40,8 @@ pub enum StartError {
     Rules(String),
     #[error("cannot start the audit log: {0}")]
     Audit(String),
+    #[error("cannot load the lock file: {0}")]
+    Lock(String),
 }
 
 /// Opens the store, builds the guards, starts every upstream and the router over them.
@@ -51,7 +53,15 @@ pub async fn start_router(loaded: &LoadedConfig) -> Result<std::sync::Arc<Router
     let store = moat_store_open::open(config.store.url.as_deref()).await.map_err(|e| StartError::Store(e.to_string()))?;
     tracing::info!(store = store.backend(), "store open");
     let detector = moat_detect::Detector::builtin().map_err(|e| StartError::Rules(e.to_string()))?;
-    let guards = std::sync::Arc::new(guard::Guards::new(config.guards.clone(), detector, store));
+    let lock = match &config.guards.lock_file {
+        Some(p) => {
+            let path = loaded.base_dir().join(p);
+            let text = std::fs::read_to_string(&path).map_err(|e| StartError::Lock(format!("cannot read `{}`: {e}", path.display())))?;
+            Some(moat_detect::lockfile::LockFile::parse(&text).map_err(|e| StartError::Lock(format!("`{}`: {e}", path.display())))?)
+        }
+        None => None,
+    };
+    let guards = std::sync::Arc::new(guard::Guards::new(config.guards.clone(), detector, store, lock));
     let (events_tx, events_rx) = mpsc::channel(1024);
     let upstreams = config
         .upstreams

@@ -22,6 +22,7 @@ pub mod rate;
 use std::sync::Arc;
 
 use moat_config::guards::{GuardsConfig, Level, OutputAction};
+use moat_detect::lockfile::LockFile;
 use moat_detect::{Detector, Severity};
 use moat_store::Store;
 use serde_json::Value;
@@ -68,10 +69,13 @@ impl std::fmt::Debug for Guards {
 }
 
 impl Guards {
-    pub fn new(config: GuardsConfig, detector: Detector, store: Arc<dyn Store>) -> Guards {
+    pub fn new(config: GuardsConfig, detector: Detector, store: Arc<dyn Store>, lock: Option<LockFile>) -> Guards {
         let c = &config;
+        if lock.is_some() {
+            tracing::info!("enforcing the lock file: definitions not in it are quarantined");
+        }
         let g = Guards {
-            pins: pins::PinGuard::new(store.clone(), detector.clone(), c.tool_metadata.clone()),
+            pins: pins::PinGuard::new(store.clone(), detector.clone(), c.tool_metadata.clone(), lock),
             args: args::ArgumentGuard::new(c.arguments.clone(), c.tools.clone(), detector.clone()),
             output: output::OutputGuardRuntime::new(c.output.clone(), c.tools.clone(), detector.clone()),
             rate: rate::RateGuard::new(c.rate_limits.clone(), store.clone()),

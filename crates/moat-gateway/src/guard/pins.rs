@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use moat_config::guards::{Pinning, ToolMetadataGuard};
 use moat_detect::canonical::{canonical_json, pin_hash, pinned_definition, PinDomain};
+use moat_detect::lockfile::LockFile;
 use moat_detect::{Detector, Finding};
 use moat_store::{PinKey, PinKind, PinRecord, PinState, Store, UnixMillis};
 use serde_json::Value;
@@ -71,11 +72,29 @@ pub struct PinGuard {
     quarantined: Mutex<HashMap<(String, &'static str, String), Quarantine>>,
     /// Upstream name → whether its instructions may be served.
     instructions_ok: Mutex<HashMap<String, bool>>,
+    /// The enforced lock file, when `[guards] lock_file` is set.
+    lock: Option<LockFile>,
 }
 
 impl PinGuard {
-    pub fn new(store: Arc<dyn Store>, detector: Detector, config: ToolMetadataGuard) -> Self {
-        PinGuard { store, detector, config, quarantined: Mutex::new(HashMap::new()), instructions_ok: Mutex::new(HashMap::new()) }
+    pub fn new(store: Arc<dyn Store>, detector: Detector, config: ToolMetadataGuard, lock: Option<LockFile>) -> Self {
+        PinGuard { store, detector, config, quarantined: Mutex::new(HashMap::new()), instructions_ok: Mutex::new(HashMap::new()), lock }
+    }
+
+    /// With a lock file, a definition must be in it with this very hash.
+    fn lock_violation(&self, identity: &str, domain: PinDomain, name: &str, hash: &str) -> Option<Quarantine> {
+        let lock = self.lock.as_ref()?;
+        match lock.expected_hash(identity, domain, name) {
+            Some(h) if h == hash => None,
+            Some(_) => Some(Quarantine {
+                reason: "its definition differs from the one in the enforced lock file; re-export the lock after review".into(),
+                rules: vec!["MOAT-PIN-003".into()],
+            }),
+            None => Some(Quarantine {
+                reason: "it is not in the enforced lock file".into(),
+                rules: vec!["MOAT-PIN-003".into()],
+            }),
+        }
     }
 
     /// Pins every item of a list and returns the ones that may be served.
@@ -109,6 +128,9 @@ impl PinGuard {
     async fn check(&self, identity: &str, pinning: Pinning, kind: ListKindPin, name: &str, item: &Value) -> Result<(), Quarantine> {
         let domain = kind.domain();
         let hash = pin_hash(domain, item);
+        if let Some(q) = self.lock_violation(identity, domain, name, &hash) {
+            return Err(q);
+        }
         let key = PinKey::new(identity, kind.kind(), name);
         let now = UnixMillis::now();
         let poisoned = self.poisoned(kind, item);
@@ -191,6 +213,13 @@ impl PinGuard {
     pub async fn check_instructions(&self, identity: &str, upstream: &str, pinning: Pinning, text: &str) -> bool {
         let item = Value::String(text.to_string());
         let hash = pin_hash(PinDomain::Instructions, &item);
+        if self.lock_violation(identity, PinDomain::Instructions, "", &hash).is_some() {
+            tracing::warn!(target: "moat::decision", decision = "quarantine", upstream, kind = "instructions", "server instructions differ from the enforced lock file");
+            if let Ok(mut m) = self.instructions_ok.lock() {
+                m.insert(upstream.to_string(), false);
+            }
+            return false;
+        }
         let key = PinKey::new(identity, PinKind::Instructions, "");
         let now = UnixMillis::now();
         let poisoned = self.config.enabled && {
