@@ -118,7 +118,9 @@ pub fn compare(server: &ServerEntry, snap: &Snapshot, pins: &PinFile) -> Vec<Sca
     let empty = UpstreamPins::default();
     let pinned = pins.upstreams.get(&identity(server)).unwrap_or(&empty);
     let mut out = Vec::new();
-    let kinds: [(&str, &BTreeMap<String, Pin>, &BTreeMap<String, Pin>); 3] = [
+    // (kind, pinned, live) for each kind of definition.
+    type Kind<'a> = (&'a str, &'a BTreeMap<String, Pin>, &'a BTreeMap<String, Pin>);
+    let kinds: [Kind<'_>; 3] = [
         ("tool", &pinned.tools, &live.tools),
         ("prompt", &pinned.prompts, &live.prompts),
         ("resource template", &pinned.resource_templates, &live.resource_templates),
