@@ -627,6 +627,24 @@ mod tests {
     }
 
     #[test]
+    fn continue_server_files_may_hold_one_server_or_a_copied_mcp_json() {
+        let single = parse_text(
+            &loc(Client::Continue, "/p/.continue/mcpServers/playwright.json", Format::Continue),
+            r#"{"command": "npx", "args": ["@playwright/mcp@latest"]}"#,
+        )
+        .unwrap();
+        assert_eq!(single.len(), 1);
+        assert_eq!(single[0].name, "playwright");
+        let copied = parse_text(
+            &loc(Client::Continue, "/p/.continue/mcpServers/team.json", Format::Continue),
+            r#"{"mcpServers": {"a": {"command": "x"}, "b": {"type": "streamable-http", "url": "https://b.example/mcp"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(copied.len(), 2);
+        assert_eq!(copied[1].transport, Transport::Http);
+    }
+
+    #[test]
     fn zed_legacy_nested_command_is_read() {
         let text = r#"{"context_servers": {"z": {"command": {"path": "node", "args": ["s.js"], "env": {}}}}}"#;
         let out = parse_text(&loc(Client::Zed, "/h/.config/zed/settings.json", Format::Zed), text)
