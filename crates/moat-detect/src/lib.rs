@@ -46,7 +46,7 @@ mod verdict;
 pub use engine::{Detector, MAX_EVIDENCE_CHARS, MAX_FINDINGS_PER_SCAN};
 pub use finding::{Finding, Owasp, Severity};
 pub use normalize::{sanitize, skeleton};
-pub use redact::redact;
+pub use redact::{redact, redact_labeled};
 pub use rules::{RuleError, RuleSyntax, Scope};
 pub use tool::{escape_pointer, servers_from_value, InputError, ServerInput, ServerReport, ToolReport};
 pub use verdict::Verdict;
