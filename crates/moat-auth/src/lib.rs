@@ -38,6 +38,7 @@
 pub mod apikey;
 mod authenticator;
 mod claims;
+pub mod config;
 mod error;
 mod header;
 mod http_client;

@@ -66,7 +66,8 @@ impl ClientSecret {
     pub fn new(secret: impl Into<String>) -> Self {
         ClientSecret(Zeroizing::new(secret.into()))
     }
-    pub(crate) fn expose(&self) -> &str {
+    /// The secret itself (for the introspection request only).
+    pub fn expose(&self) -> &str {
         &self.0
     }
 }
