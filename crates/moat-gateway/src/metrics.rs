@@ -176,7 +176,7 @@ impl Metrics {
     pub fn set_upstream_up(&self, name: &str, up: bool) {
         let label = self.upstream_labels.label(name);
         self.upstream_up.get_or_create(&UpstreamLabels { upstream: label.clone() }).set(i64::from(up));
-        self.upstream_errors.get_or_create(&UpstreamLabels { upstream: label });
+        drop(self.upstream_errors.get_or_create(&UpstreamLabels { upstream: label }));
         lock(&self.upstream_state).insert(name.to_owned(), up);
     }
 
@@ -352,11 +352,11 @@ mod tests {
         m.observe_upstream("fs", "tools/call", Duration::from_millis(20), false);
         m.observe_upstream("fs", "tools/call", Duration::from_secs(60), true);
         let t = m.encode();
-        let b = |le: &str| sample(&t, &format!(r#"moat_upstream_latency_seconds_bucket{{le="{le}",upstream="fs",method="tools/call"}}"#));
+        let b = |le: &str| sample(&t, &format!(r#"moat_upstream_latency_seconds_bucket{{upstream="fs",method="tools/call",le="{le}"}}"#));
         assert_eq!(b("0.0005"), Some(1.0), "{t}");
         assert_eq!(b("0.01"), Some(1.0), "{t}");
         assert_eq!(b("0.025"), Some(2.0), "{t}");
-        assert_eq!(b("30.0"), Some(2.0), "{t}");
+        assert_eq!(b("30"), Some(2.0), "{t}");
         assert_eq!(b("+Inf"), Some(3.0), "{t}");
         assert_eq!(sample(&t, r#"moat_upstream_latency_seconds_count{upstream="fs",method="tools/call"}"#), Some(3.0), "{t}");
         assert_eq!(sample(&t, r#"moat_upstream_errors_total{upstream="fs"}"#), Some(1.0), "{t}");
@@ -407,6 +407,7 @@ mod tests {
     fn formats_have_their_shapes() {
         let m = Metrics::new();
         m.observe_request("ping");
+        m.observe_upstream("fs", "ping", Duration::from_millis(1), true);
         let prom = m.encode();
         assert!(prom.contains("# TYPE moat_requests_total counter\n"), "{prom}");
         assert!(prom.contains("# TYPE moat_upstream_latency_seconds histogram\n"), "{prom}");
