@@ -115,7 +115,7 @@ impl Metrics {
             upstream_latency.clone(),
         );
         registry.register("moat_active_sessions", "Client sessions currently open", active_sessions.clone());
-        registry.register("moat_quarantined_definitions", "Tool, prompt and resource definitions currently quarantined", quarantined.clone());
+        registry.register("moat_quarantined_definitions", "Tool, prompt and resource-template definitions currently quarantined by the pinning guard", quarantined.clone());
         registry.register("moat_upstream_up", "Whether an upstream is connected and initialized (1) or not (0)", upstream_up.clone());
         Metrics {
             registry,
