@@ -34,6 +34,8 @@ enum Command {
     Gateway(cmd::gateway::Args),
     /// Manage API keys for `[auth] mode = "api_key"` (create, list, revoke).
     Keys(cmd::keys::Args),
+    /// Review, approve and revoke pinned tool definitions; export and import `moat.lock`.
+    Pins(cmd::pins::Args),
     /// Inspect the Linux sandbox for stdio upstreams (`moat sandbox check`).
     Sandbox(cmd::sandbox::Args),
     /// Report what is wrong with MCP servers (`moat scan --tools FILE`).
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Gateway(args) => cmd::gateway::run(args),
         Command::Keys(args) => cmd::keys::run(args),
+        Command::Pins(args) => cmd::pins::run(args),
         Command::Sandbox(args) => cmd::sandbox::run(args),
         Command::Wrap(args) => cmd::wrap::run(args),
         Command::Scan(args) => cmd::scan::run(args),

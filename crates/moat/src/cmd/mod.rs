@@ -6,6 +6,7 @@ pub mod demo_server;
 pub mod gateway;
 pub mod inspect;
 pub mod keys;
+pub mod pins;
 pub mod sandbox;
 pub mod wrap;
 pub mod scan;
