@@ -65,6 +65,11 @@ struct Args {
     /// Worker threads of the load generator's runtime.
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Start `moat demo-server --http` with this library in `LD_PRELOAD` (see
+    /// `crates/moat-loadgen/nodelay/nodelay.c`: it turns off Nagle's algorithm on the demo
+    /// server's accepted sockets, which otherwise add a delayed-ACK wait to each request).
+    #[arg(long, value_name = "PATH")]
+    demo_nodelay_preload: Option<PathBuf>,
     /// Targets to measure, comma-separated: `direct`, `gateway-http`, `gateway-stdio`.
     #[arg(long, value_delimiter = ',', default_value = "direct,gateway-http,gateway-stdio")]
     targets: Vec<Target>,
@@ -93,12 +98,17 @@ async fn run(args: Args) -> Result<()> {
         bail!("`--clients` needs one or more counts above zero");
     }
     let moat = std::fs::canonicalize(&args.moat).with_context(|| format!("cannot find the moat binary `{}`", args.moat.display()))?;
+    if let Some(p) = &args.demo_nodelay_preload {
+        if !p.is_file() {
+            bail!("cannot find the preload library `{}`", p.display());
+        }
+    }
     report::print_machine(&moat, &args_line());
     let text: Arc<str> = "x".repeat(args.text_bytes).into();
 
     let mut runs = Vec::new();
     for run in 1..=args.runs.max(1) {
-        let procs = Processes::start(&moat, &args.targets).await?;
+        let procs = Processes::start(&moat, &args.targets, args.demo_nodelay_preload.as_deref()).await?;
         let mut loads = Vec::new();
         for &clients in &args.clients {
             for target in &args.targets {

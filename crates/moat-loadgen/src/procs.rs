@@ -131,12 +131,15 @@ pub struct Processes {
 }
 
 impl Processes {
-    pub async fn start(moat: &Path, targets: &[Target]) -> Result<Processes> {
+    pub async fn start(moat: &Path, targets: &[Target], demo_preload: Option<&Path>) -> Result<Processes> {
         let dir = std::env::temp_dir().join(format!("moat-loadgen-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let addr = free_addr()?;
         let mut cmd = Command::new(moat);
         cmd.args(["demo-server", "--http", &addr.to_string()]);
+        if let Some(lib) = demo_preload {
+            cmd.env("LD_PRELOAD", std::fs::canonicalize(lib)?);
+        }
         let direct = Proc::spawn(cmd, addr, dir.join("demo-server.log"), "moat demo-server --http")?;
         let mut p = Processes { moat: moat.to_path_buf(), dir, direct, gateway_http: None, gateway_stdio: None };
         if targets.contains(&Target::GatewayHttp) {
