@@ -62,7 +62,6 @@ def test_rug_pull_is_caught_mid_session_after_restart_and_released_by_approval(
 ) -> None:
     store = f'[store]\nurl = "sqlite://{tmp_path}/pins.db"\n'
     ops = [
-        {"op": "call_tool", "name": "add", "arguments": {"a": 1, "b": 2}},
         {"op": "list_tools"},
         {"op": "wait_notification", "method": "notifications/tools/list_changed", "timeout": 10},
         {"op": "list_tools"},
@@ -71,11 +70,11 @@ def test_rug_pull_is_caught_mid_session_after_restart_and_released_by_approval(
     for round_ in ("first run", "after restart"):
         gw = gateway(upstreams=[demo(moat_bin, "--rug-pull")], extra=store)
         r = mcp_client(python_mcp1, ["--http", gw.url], ops)["results"]
-        assert "3" in texts(ok(r[0])), round_
-        assert "add" in {t["name"] for t in ok(r[1])["tools"]}, round_
-        assert ok(r[2]) is True, round_
-        assert "add" not in {t["name"] for t in ok(r[3])["tools"]}, f"{round_}: changed `add` must be hidden"
-        assert "quarantined" in failed(r[4]), round_
+        # The first list is the pinned (first run) or restored (after restart) definition.
+        assert "add" in {t["name"] for t in ok(r[0])["tools"]}, round_
+        assert ok(r[1]) is True, round_
+        assert "add" not in {t["name"] for t in ok(r[2])["tools"]}, f"{round_}: changed `add` must be hidden"
+        assert "quarantined" in failed(r[3]), round_
         gw.child.kill()
     approve = subprocess.run([moat_bin, "pins", "approve", "--config", str(gw.config_path), "--upstream", "demo", "--tool", "add"],
                              capture_output=True, text=True, timeout=60)

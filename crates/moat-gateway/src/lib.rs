@@ -42,6 +42,8 @@ pub enum StartError {
     Audit(String),
     #[error("cannot load the lock file: {0}")]
     Lock(String),
+    #[error("authentication or policy setup failed: {0}")]
+    Auth(String),
 }
 
 /// Opens the store, builds the guards, starts every upstream and the router over them.
@@ -61,7 +63,11 @@ pub async fn start_router(loaded: &LoadedConfig) -> Result<std::sync::Arc<Router
         }
         None => None,
     };
-    let guards = std::sync::Arc::new(guard::Guards::new(config.guards.clone(), detector, store, lock));
+    let authz = moat_auth::config::authorizer_from_config(&config.policy, &loaded.base_dir()).map_err(|e| StartError::Auth(e.to_string()))?;
+    if authz.has_policies() {
+        tracing::info!(policies = authz.policy_count(), "authorization policies loaded; anything not permitted is denied");
+    }
+    let guards = std::sync::Arc::new(guard::Guards::new(config.guards.clone(), detector, store, lock, authz));
     let (events_tx, events_rx) = mpsc::channel(1024);
     let upstreams = config
         .upstreams
@@ -72,6 +78,7 @@ pub async fn start_router(loaded: &LoadedConfig) -> Result<std::sync::Arc<Router
     let sessions = SessionTable::new(config.sessions.idle_timeout.0, config.sessions.max_lifetime.0, config.gateway.max_sessions);
     sessions.spawn_sweeper(SWEEP_EVERY);
     let audit = start_audit(loaded, &guards.store).await?;
+
     Ok(Router::new(upstreams, events_rx, sessions, &config.gateway.name_separator, guards, audit, config.audit.include_arguments))
 }
 
@@ -123,7 +130,16 @@ pub async fn run_gateway(loaded: LoadedConfig, shutdown: impl std::future::Futur
     let scheme = if tls.is_some() { "https" } else { "http" };
     let local = listener.local_addr().unwrap_or(g.listen);
     tracing::info!(endpoint = %format!("{scheme}://{local}{}", g.path), upstreams = loaded.config.upstreams.len(), "moat gateway listening");
-    let app = front::http::HttpFront::new(router.clone(), g).app();
+    let authn = moat_auth::config::authenticator_from_config(&loaded.config.auth, &g.canonical_url(), &loaded.base_dir())
+        .map_err(|e| StartError::Auth(e.to_string()))?;
+    tracing::info!(mode = authn.mode_name(), "authentication");
+    if authn.mode_name() == "none" {
+        tracing::warn!("authentication is off (`auth.mode = \"none\"`): every local caller is trusted; use it only on loopback");
+    }
+    if let Err(e) = authn.warm_up().await {
+        tracing::warn!(error = %e, "could not reach the authorization server yet; will retry on the first request");
+    }
+    let app = front::http::HttpFront::new(router.clone(), g, authn).app();
     front::http::serve(listener, app, tls, shutdown).await;
     for up in router.upstreams() {
         up.shutdown().await;

@@ -29,6 +29,8 @@ use crate::upstream::{Upstream, UpstreamEvent};
 const WAIT_READY: Duration = Duration::from_secs(10);
 /// Most pages followed when aggregating one upstream's list.
 const MAX_PAGES: usize = 100;
+/// Ended calls remembered for their late messages.
+const RECENT_CALLS: usize = 256;
 /// Related messages buffered per call before the client reads them.
 const CALL_STREAM_DEPTH: usize = 64;
 
@@ -56,7 +58,6 @@ struct CallCtx {
     session: Arc<Session>,
     client_id: Id,
     sink: mpsc::Sender<StreamItem>,
-    started: Instant,
 }
 
 /// Where a progress token Moat issued leads back to.
@@ -74,6 +75,8 @@ struct Route {
     name: String,
     /// The pinned `inputSchema`, compiled (tools only).
     schema: Option<Result<Arc<jsonschema::Validator>, String>>,
+    /// The tool's annotations (for policies on `readOnlyHint`, `destructiveHint`).
+    annotations: Option<Value>,
 }
 
 impl std::fmt::Debug for Route {
@@ -141,6 +144,12 @@ pub struct Router {
     audit: Option<moat_audit::AuditLog>,
     /// `[audit] include_arguments`.
     audit_arguments: bool,
+    /// Upstream messages the event loop has finished handling, per upstream (since its
+    /// current connection started): responses wait for this to catch up, so a progress
+    /// notification is never overtaken by the response that follows it.
+    processed: Vec<tokio::sync::watch::Sender<u64>>,
+    /// Calls that ended lately (upstream, upstream id, session), for late messages.
+    recent: Mutex<std::collections::VecDeque<(usize, Id, Arc<Session>)>>,
     /// Caps on calls in flight, per upstream.
     permits: Vec<Arc<tokio::sync::Semaphore>>,
 }
@@ -169,6 +178,8 @@ impl Router {
         let n = upstreams.len();
         let router = Arc::new(Router {
             permits: upstreams.iter().map(|u| Arc::new(tokio::sync::Semaphore::new(u.config.max_concurrent.max(1)))).collect(),
+            processed: upstreams.iter().map(|_| tokio::sync::watch::channel(0).0).collect(),
+            recent: Mutex::new(std::collections::VecDeque::new()),
             guards,
             audit,
             audit_arguments,
@@ -210,10 +221,10 @@ impl Router {
             "initialize" => Reply::Message(self.initialize(session, &msg).await),
             "ping" => Reply::Message(jsonrpc::response(&id, &to_raw(&json!({})))),
             moat_mcp::version::newer::SERVER_DISCOVER => Reply::Message(server_discover_unsupported(&id)),
-            "tools/list" => Reply::Message(self.list(&id, &msg, ListKind::Tools).await),
-            "prompts/list" => Reply::Message(self.list(&id, &msg, ListKind::Prompts).await),
-            "resources/list" => Reply::Message(self.list(&id, &msg, ListKind::Resources).await),
-            "resources/templates/list" => Reply::Message(self.list(&id, &msg, ListKind::Templates).await),
+            "tools/list" => Reply::Message(self.list(session, &id, &msg, ListKind::Tools).await),
+            "prompts/list" => Reply::Message(self.list(session, &id, &msg, ListKind::Prompts).await),
+            "resources/list" => Reply::Message(self.list(session, &id, &msg, ListKind::Resources).await),
+            "resources/templates/list" => Reply::Message(self.list(session, &id, &msg, ListKind::Templates).await),
             "tools/call" | "prompts/get" => {
                 let kind = if method == "tools/call" { ListKind::Tools } else { ListKind::Prompts };
                 let name = msg.params_as::<NameParam>().and_then(|p| p.name);
@@ -372,7 +383,7 @@ impl Router {
 
     /// Answers a list request. With one upstream the client's cursor passes through, so its
     /// pagination is the upstream's; with several, every page of every upstream is merged.
-    async fn list(&self, id: &Id, msg: &Message, kind: ListKind) -> Bytes {
+    async fn list(&self, session: &Session, id: &Id, msg: &Message, kind: ListKind) -> Bytes {
         if self.upstreams.len() == 1 {
             #[derive(Deserialize)]
             struct Cursor {
@@ -380,8 +391,9 @@ impl Router {
             }
             let cursor = msg.params_as::<Cursor>().and_then(|c| c.cursor);
             return match self.fetch_page(0, kind, cursor.as_deref()).await {
-                Ok((items, next)) => {
+                Ok((mut items, next)) => {
                     self.learn(kind, 0, &items);
+                    self.authorize_list(session, kind, 0, &mut items);
                     let mut result = json!({ kind.key(): items });
                     if let (Some(n), Some(obj)) = (next, result.as_object_mut()) {
                         obj.insert("nextCursor".into(), Value::String(n));
@@ -397,8 +409,9 @@ impl Router {
         let mut seen: HashMap<String, usize> = HashMap::new();
         for (i, res) in results.into_iter().enumerate() {
             match res {
-                Ok(items) => {
+                Ok(mut items) => {
                     self.learn(kind, i, &items);
+                    self.authorize_list(session, kind, i, &mut items);
                     for mut item in items {
                         if matches!(kind, ListKind::Tools | ListKind::Prompts) {
                             let Some(name) = item.get("name").and_then(Value::as_str).map(str::to_string) else { continue };
@@ -438,7 +451,7 @@ impl Router {
                     let schema = (kind == ListKind::Tools)
                         .then(|| item.get("inputSchema").map(crate::guard::args::ArgumentGuard::compile))
                         .flatten();
-                    let route = Route { upstream, name: name.to_string(), schema };
+                    let route = Route { upstream, name: name.to_string(), schema, annotations: item.get("annotations").cloned() };
                     let public = self.public_name(upstream, name);
                     let map = if kind == ListKind::Tools { &mut cat.tools } else { &mut cat.prompts };
                     map.insert(public, route);
@@ -658,14 +671,31 @@ impl Router {
         };
         if let Some(slot) = self.inflight.get(upstream) {
             if let Ok(mut m) = slot.lock() {
-                m.insert(up_id.clone(), CallCtx { session: session.clone(), client_id: client_id.clone(), sink, started: Instant::now() });
+                m.insert(up_id.clone(), CallCtx { session: session.clone(), client_id: client_id.clone(), sink });
             }
         }
         let timeout = self.upstreams.get(upstream).map_or(Duration::from_secs(120), |u| u.timeout());
-        let result = conn.call_raw(up_id.clone(), method, bytes, timeout).await;
+        let result = match conn.call_ordered(up_id.clone(), method, bytes, timeout).await {
+            Ok((msg, seen)) => {
+                // Let the event loop deliver what the upstream sent before this answer.
+                if let Some(p) = self.processed.get(upstream) {
+                    let mut rx = p.subscribe();
+                    let _ = tokio::time::timeout(Duration::from_secs(2), rx.wait_for(|n| *n >= seen)).await;
+                }
+                Ok(msg)
+            }
+            Err(e) => Err(e),
+        };
         if let Some(slot) = self.inflight.get(upstream) {
             if let Ok(mut m) = slot.lock() {
-                m.remove(&up_id);
+                if let Some(ctx) = m.remove(&up_id) {
+                    if let Ok(mut recent) = self.recent.lock() {
+                        if recent.len() >= RECENT_CALLS {
+                            recent.pop_front();
+                        }
+                        recent.push_back((upstream, up_id.clone(), ctx.session));
+                    }
+                }
             }
         }
         if let (Some(t), Ok(mut map)) = (token, self.progress.lock()) {
@@ -737,6 +767,9 @@ impl Router {
             (jsonrpc::error_response(Some(client_id), d.code, &d.message, d.data.as_ref()), rec)
         };
         let mut flagged = Vec::new();
+        if let Err(d) = self.authorize_call(session, method, &up.name, &target, msg) {
+            return deny(d, None);
+        }
         if method == "tools/call" {
             if let Err(d) = self.guards.rate.check(&session.principal, &target, &up.name).await {
                 return deny(d, None);
@@ -821,6 +854,53 @@ impl Router {
             result_bytes,
             arguments: None,
         }
+    }
+
+    /// Cedar authorization of one call, by the upstream's own name for the tool or prompt.
+    fn authorize_call(&self, session: &Session, method: &str, upstream: &str, target: &str, msg: &Message) -> Result<(), Denial> {
+        use moat_auth::policy::{Action, Resource, ToolAnnotations};
+        #[derive(Deserialize)]
+        struct Args {
+            arguments: Option<Value>,
+        }
+        let args = msg.params_as::<Args>().and_then(|a| a.arguments);
+        let route = |kind: ListKind| {
+            self.catalog.read().ok().and_then(|c| if kind == ListKind::Tools { c.tools.get(target).cloned() } else { c.prompts.get(target).cloned() })
+        };
+        match method {
+            "tools/call" => {
+                let r = route(ListKind::Tools);
+                let name = r.as_ref().map_or(target, |r| r.name.as_str());
+                let annotations = ToolAnnotations::from_json(r.as_ref().and_then(|r| r.annotations.as_ref()));
+                self.guards.authorize(session, Action::CallTool, &Resource::Tool { upstream, name, annotations }, args.as_ref())
+            }
+            "prompts/get" => {
+                let r = route(ListKind::Prompts);
+                let name = r.as_ref().map_or(target, |r| r.name.as_str());
+                self.guards.authorize(session, Action::GetPrompt, &Resource::Prompt { upstream, name }, args.as_ref())
+            }
+            "resources/read" | "resources/subscribe" => self.guards.authorize(session, Action::ReadResource, &Resource::Resource { upstream, uri: target }, None),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes from a list what the session's principal may not use.
+    fn authorize_list(&self, session: &Session, kind: ListKind, upstream: usize, items: &mut Vec<Value>) {
+        use moat_auth::policy::{Action, Resource, ToolAnnotations};
+        if !self.guards.authz.has_policies() {
+            return;
+        }
+        let up = self.upstreams.get(upstream).map_or("", |u| u.name.as_str());
+        items.retain(|item| {
+            let name = item.get("name").and_then(Value::as_str).unwrap_or_default();
+            let uri = item.get("uri").or_else(|| item.get("uriTemplate")).and_then(Value::as_str).unwrap_or_default();
+            let (action, resource) = match kind {
+                ListKind::Tools => (Action::ListTools, Resource::Tool { upstream: up, name, annotations: ToolAnnotations::from_json(item.get("annotations")) }),
+                ListKind::Prompts => (Action::ListPrompts, Resource::Prompt { upstream: up, name }),
+                ListKind::Resources | ListKind::Templates => (Action::ListResources, Resource::Resource { upstream: up, uri }),
+            };
+            self.guards.authorize(session, action, &resource, None).is_ok()
+        });
     }
 
     fn quarantine_reason(&self, kind: ListKind, public: &str) -> Option<(String, Vec<String>)> {
@@ -910,6 +990,9 @@ impl Router {
         while let Some(ev) = events.recv().await {
             match ev {
                 UpstreamEvent::Ready { upstream } => {
+                    if let Some(p) = self.processed.get(upstream) {
+                        p.send_replace(0);
+                    }
                     if let Some(up) = self.upstreams.get(upstream) {
                         if let Some(text) = up.info().and_then(|i| i.instructions) {
                             self.guards.pins.check_instructions(&up.config.identity(), &up.name, up.config.pinning, &text).await;
@@ -929,7 +1012,12 @@ impl Router {
                         });
                     }
                 }
-                UpstreamEvent::Message { upstream, inbound } => self.on_upstream_message(upstream, inbound).await,
+                UpstreamEvent::Message { upstream, inbound } => {
+                    self.on_upstream_message(upstream, inbound).await;
+                    if let Some(p) = self.processed.get(upstream) {
+                        p.send_modify(|n| *n += 1);
+                    }
+                }
             }
         }
     }
@@ -952,9 +1040,20 @@ impl Router {
         let slot = self.inflight.get(upstream)?.lock().ok()?;
         let ctx = match related {
             Some(id) => slot.get(id),
-            None => slot.values().max_by_key(|c| c.started),
+            // Over stdio nothing ties a message to a call. Attribute it only when a single
+            // call is in flight: guessing between sessions could leak one client's data to
+            // another (MCP10).
+            None if slot.len() == 1 => slot.values().next(),
+            None => None,
         }?;
         Some((ctx.session.clone(), ctx.sink.clone()))
+    }
+
+    /// The session of a call that already ended, for its late messages (HTTP streams name
+    /// the request even after its answer).
+    fn recent_session(&self, upstream: usize, related: Option<&Id>) -> Option<Arc<Session>> {
+        let id = related?;
+        self.recent.lock().ok()?.iter().rev().find(|(u, i, _)| *u == upstream && i == id).map(|(_, _, s)| s.clone())
     }
 
     async fn on_server_request(&self, up: &Arc<Upstream>, msg: Message, related: Option<Id>) {
@@ -1009,7 +1108,7 @@ impl Router {
                     self.progress.lock().ok().and_then(|m| m.get(t).map(|r| (r.session.clone(), r.original.clone(), r.upstream, r.upstream_id.clone())))
                 });
                 let Some((session, original, upstream, upstream_id)) = route else {
-                    self.to_call_or_everyone(up.index, related.as_ref(), msg.raw().clone());
+                    self.to_call_or_drop(up.index, related.as_ref(), msg.raw().clone());
                     return;
                 };
                 let Some(params) = msg.params().and_then(|p| raw::with_member(p, "progressToken", original)) else { return };
@@ -1056,14 +1155,19 @@ impl Router {
                     }
                 }
             }
-            _ => self.to_call_or_everyone(up.index, related.as_ref(), msg.raw().clone()),
+            _ => self.to_call_or_drop(up.index, related.as_ref(), msg.raw().clone()),
         }
     }
 
-    fn to_call_or_everyone(&self, upstream: usize, related: Option<&Id>, bytes: Bytes) {
+    /// Delivers a message about a call to the session that made it; a message Moat cannot
+    /// attribute is dropped, never broadcast, so no session sees another's traffic.
+    fn to_call_or_drop(&self, upstream: usize, related: Option<&Id>, bytes: Bytes) {
         match self.call_for(upstream, related) {
             Some((session, sink)) => deliver(&session, &sink, bytes),
-            None => self.broadcast(bytes),
+            None => match self.recent_session(upstream, related) {
+                Some(session) => session.push(bytes),
+                None => tracing::debug!(upstream, "server message not attributable to one session; dropped"),
+            },
         }
     }
 

@@ -22,7 +22,10 @@ const MAX_BUFFERED: usize = 256;
 #[derive(Debug)]
 pub struct Session {
     pub id: String,
+    /// The principal's stable key (`Principal::key`): what the session is bound to.
     pub principal: String,
+    /// Who created the session, for policy decisions.
+    pub identity: Arc<moat_auth::Principal>,
     /// Random per-session boundary for spotlighted content (unguessable by the content).
     pub spotlight_boundary: String,
     created: Instant,
@@ -163,7 +166,9 @@ impl SessionTable {
         Arc::new(SessionTable { map: RwLock::new(HashMap::new()), idle, max_life, max_sessions })
     }
 
-    pub fn create(&self, principal: &str, version: ProtocolVersion) -> Result<Arc<Session>, CreateError> {
+    pub fn create(&self, identity: moat_auth::Principal, version: ProtocolVersion) -> Result<Arc<Session>, CreateError> {
+        let key_owned = identity.key();
+        let principal = key_owned.as_str();
         let mut raw = [0u8; SESSION_ID_BYTES];
         getrandom::getrandom(&mut raw).map_err(|_| CreateError::Rng)?;
         let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
@@ -174,6 +179,7 @@ impl SessionTable {
         let session = Arc::new(Session {
             id: id.clone(),
             principal: principal.to_string(),
+            identity: Arc::new(identity.clone()),
             spotlight_boundary,
             created: now,
             last_seen: Mutex::new(now),
@@ -281,13 +287,14 @@ mod tests {
     #[tokio::test]
     async fn sessions_are_bound_to_their_principal_and_expire() {
         let t = SessionTable::new(Duration::from_millis(50), Duration::from_secs(60), 10);
-        let s = t.create("alice", ProtocolVersion::LATEST).unwrap();
+        let s = t.create(moat_auth::Principal::new("alice", moat_auth::AuthMethod::ApiKey), ProtocolVersion::LATEST).unwrap();
+        let alice = s.principal.clone();
         assert!(s.id.len() >= 43, "256-bit ids");
-        assert!(matches!(t.get("alice", &s.id), Lookup::Found(_)));
-        assert!(matches!(t.get("mallory", &s.id), Lookup::OtherPrincipal));
-        assert!(matches!(t.get("alice", "nope"), Lookup::NotFound));
+        assert!(matches!(t.get(&alice, &s.id), Lookup::Found(_)));
+        assert!(matches!(t.get("api_key:mallory", &s.id), Lookup::OtherPrincipal));
+        assert!(matches!(t.get(&alice, "nope"), Lookup::NotFound));
         tokio::time::sleep(Duration::from_millis(80)).await;
-        assert!(matches!(t.get("alice", &s.id), Lookup::NotFound));
+        assert!(matches!(t.get(&alice, &s.id), Lookup::NotFound));
         assert_eq!(t.sweep(), 1);
         assert!(t.is_empty());
     }
@@ -295,14 +302,14 @@ mod tests {
     #[test]
     fn the_table_has_a_limit() {
         let t = SessionTable::new(Duration::from_secs(60), Duration::from_secs(60), 1);
-        t.create("a", ProtocolVersion::LATEST).unwrap();
-        assert!(matches!(t.create("a", ProtocolVersion::LATEST), Err(CreateError::Full(1))));
+        t.create(moat_auth::Principal::anonymous(), ProtocolVersion::LATEST).unwrap();
+        assert!(matches!(t.create(moat_auth::Principal::anonymous(), ProtocolVersion::LATEST), Err(CreateError::Full(1))));
     }
 
     #[test]
     fn messages_wait_for_a_stream_and_are_bounded() {
         let t = SessionTable::new(Duration::from_secs(60), Duration::from_secs(60), 1);
-        let s = t.create("a", ProtocolVersion::LATEST).unwrap();
+        let s = t.create(moat_auth::Principal::anonymous(), ProtocolVersion::LATEST).unwrap();
         for i in 0..(MAX_BUFFERED + 10) {
             s.push(Bytes::from(i.to_string()));
         }

@@ -29,9 +29,13 @@ pub enum ConnectionError {
 pub struct Connection {
     name: String,
     transport: Transport,
-    pending: Mutex<HashMap<Id, oneshot::Sender<Message>>>,
+    pending: Mutex<HashMap<Id, oneshot::Sender<(Message, u64)>>>,
     next_id: AtomicU64,
     closed: AtomicBool,
+    /// Messages handed to the owner so far. A response carries this count as it stood when
+    /// the response arrived, so the owner can finish handling everything the upstream sent
+    /// before it (progress, logging) before it sends the response on.
+    forwarded: AtomicU64,
 }
 
 impl Connection {
@@ -49,6 +53,7 @@ impl Connection {
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             closed: AtomicBool::new(false),
+            forwarded: AtomicU64::new(0),
         });
         let (events_tx, events_rx) = mpsc::channel(256);
         let reader = conn.clone();
@@ -70,11 +75,12 @@ impl Connection {
                     if let Some(id) = inb.msg.id() {
                         let waiter = reader.pending.lock().ok().and_then(|mut p| p.remove(id));
                         if let Some(w) = waiter {
-                            let _ = w.send(inb.msg);
+                            let _ = w.send((inb.msg, reader.forwarded.load(Ordering::SeqCst)));
                             continue;
                         }
                     }
                 }
+                reader.forwarded.fetch_add(1, Ordering::SeqCst);
                 if events_tx.send(inb).await.is_err() {
                     break;
                 }
@@ -107,6 +113,12 @@ impl Connection {
 
     /// Sends a request whose bytes already carry `id` and waits for its answer.
     pub async fn call_raw(&self, id: Id, method: &str, bytes: Bytes, timeout: Duration) -> Result<Message, ConnectionError> {
+        self.call_ordered(id, method, bytes, timeout).await.map(|(m, _)| m)
+    }
+
+    /// Like [`Connection::call_raw`], also returning how many non-response messages had been
+    /// handed to the owner when the answer arrived (see `forwarded`).
+    pub async fn call_ordered(&self, id: Id, method: &str, bytes: Bytes, timeout: Duration) -> Result<(Message, u64), ConnectionError> {
         let (tx, rx) = oneshot::channel();
         if self.is_closed() {
             return Err(ConnectionError::Closed(self.name.clone()));

@@ -29,13 +29,12 @@ const VERSION_HEADER: &str = "mcp-protocol-version";
 /// A client that has not sent its whole body by then is cut off (slow-client defence).
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 const KEEPALIVE: Duration = Duration::from_secs(15);
-/// Until authentication is configured, every caller is this principal.
-const ANONYMOUS: &str = "anonymous";
 
 /// What the HTTP front needs, shared by every request.
 #[derive(Debug)]
 pub struct HttpFront {
     router: Arc<Router>,
+    authn: moat_auth::Authenticator,
     limits: Limits,
     path: String,
     loopback: bool,
@@ -44,7 +43,7 @@ pub struct HttpFront {
 }
 
 impl HttpFront {
-    pub fn new(router: Arc<Router>, config: &GatewayConfig) -> Arc<HttpFront> {
+    pub fn new(router: Arc<Router>, config: &GatewayConfig, authn: moat_auth::Authenticator) -> Arc<HttpFront> {
         let loopback = config.listen.ip().is_loopback();
         let allowed_origins: Vec<String> =
             config.allowed_origins.iter().map(|o| o.trim_end_matches('/').to_ascii_lowercase()).collect();
@@ -54,6 +53,7 @@ impl HttpFront {
         }
         Arc::new(HttpFront {
             router,
+            authn,
             limits: Limits { max_bytes: config.max_body_bytes, max_depth: config.max_json_depth },
             path: config.path.clone(),
             loopback,
@@ -64,8 +64,19 @@ impl HttpFront {
 
     /// The axum application: the endpoint, and 404 elsewhere.
     pub fn app(self: &Arc<Self>) -> axum::Router {
-        axum::Router::new()
-            .route(&self.path, axum::routing::any(endpoint))
+        let mut app = axum::Router::new().route(&self.path, axum::routing::any(endpoint));
+        // RFC 9728 protected-resource metadata, at the path-inserted and the root form.
+        if let Some((paths, meta)) = self.authn.protected_resource_metadata() {
+            let body = Bytes::from(meta.to_json());
+            for path in [paths.path_inserted.clone(), paths.root.clone()] {
+                let b = body.clone();
+                app = app.route(&path, axum::routing::get(move || {
+                    let b = b.clone();
+                    async move { json_response(StatusCode::OK, b, None) }
+                }));
+            }
+        }
+        app
             .fallback(|| async { http_error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, "no MCP endpoint at this path") })
             .with_state(self.clone())
     }
@@ -93,14 +104,30 @@ impl HttpFront {
         }
     }
 
-    fn session(&self, headers: &HeaderMap) -> Result<Arc<Session>, Response> {
+    /// Authenticates the request on its own: a session id is never a credential.
+    async fn authenticate(&self, headers: &HeaderMap) -> Result<moat_auth::Principal, Response> {
+        match self.authn.authenticate(headers).await {
+            Ok(p) => Ok(p),
+            Err(e) => {
+                tracing::info!(target: "moat::decision", decision = "deny", reason = %e, "request not authenticated");
+                let parts = e.into_response_parts();
+                let mut r = http_error(parts.status, code::INVALID_REQUEST, parts.message);
+                if let Some(h) = parts.www_authenticate {
+                    r.headers_mut().insert(header::WWW_AUTHENTICATE, h);
+                }
+                Err(r)
+            }
+        }
+    }
+
+    fn session(&self, principal: &moat_auth::Principal, headers: &HeaderMap) -> Result<Arc<Session>, Response> {
         let Some(id) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
             return Err(http_error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, "missing `Mcp-Session-Id` header; send `initialize` first"));
         };
-        match self.router.sessions.get(ANONYMOUS, id) {
+        match self.router.sessions.get(&principal.key(), id) {
             Lookup::Found(s) => Ok(s),
             Lookup::OtherPrincipal => {
-                tracing::warn!(session = %session::short(id), "session id presented by another principal: possible hijack attempt");
+                tracing::warn!(target: "moat::decision", decision = "deny", session = %session::short(id), principal = %principal.key(), "session id presented by another principal: possible hijack attempt");
                 Err(session_not_found())
             }
             Lookup::NotFound => Err(session_not_found()),
@@ -111,6 +138,10 @@ impl HttpFront {
         if let Err(r) = self.check_origin(&headers) {
             return r;
         }
+        let principal = match self.authenticate(&headers).await {
+            Ok(p) => p,
+            Err(r) => return r,
+        };
         let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
         if !ctype.to_ascii_lowercase().starts_with("application/json") {
             return http_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, code::INVALID_REQUEST, "`Content-Type` must be `application/json`");
@@ -146,7 +177,7 @@ impl HttpFront {
         }
         let accepts_sse = accepts(&headers, "text/event-stream");
         if msg.is_request() && method == "initialize" {
-            let session = match self.router.sessions.create(ANONYMOUS, ProtocolVersion::LATEST) {
+            let session = match self.router.sessions.create(principal, ProtocolVersion::LATEST) {
                 Ok(s) => s,
                 Err(e) => return http_error(StatusCode::SERVICE_UNAVAILABLE, code::INTERNAL_ERROR, &e.to_string()),
             };
@@ -158,7 +189,7 @@ impl HttpFront {
             }
             return resp;
         }
-        let session = match self.session(&headers) {
+        let session = match self.session(&principal, &headers) {
             Ok(s) => s,
             Err(r) => return r,
         };
@@ -189,10 +220,14 @@ impl HttpFront {
         if let Err(r) = self.check_origin(&headers) {
             return r;
         }
+        let principal = match self.authenticate(&headers).await {
+            Ok(p) => p,
+            Err(r) => return r,
+        };
         if !accepts(&headers, "text/event-stream") {
             return http_error(StatusCode::NOT_ACCEPTABLE, code::INVALID_REQUEST, "GET opens an event stream; `Accept` must include `text/event-stream`");
         }
-        let session = match self.session(&headers) {
+        let session = match self.session(&principal, &headers) {
             Ok(s) => s,
             Err(r) => return r,
         };
@@ -204,11 +239,15 @@ impl HttpFront {
         if let Err(r) = self.check_origin(&headers) {
             return r;
         }
-        let session = match self.session(&headers) {
+        let principal = match self.authenticate(&headers).await {
+            Ok(p) => p,
+            Err(r) => return r,
+        };
+        let session = match self.session(&principal, &headers) {
             Ok(s) => s,
             Err(r) => return r,
         };
-        self.router.sessions.remove(ANONYMOUS, &session.id);
+        self.router.sessions.remove(&principal.key(), &session.id);
         StatusCode::NO_CONTENT.into_response()
     }
 }

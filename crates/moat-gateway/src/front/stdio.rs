@@ -14,7 +14,7 @@ use crate::router::{Reply, Router, StreamItem};
 pub async fn serve(router: Arc<Router>, limits: Limits) -> std::io::Result<()> {
     let session = router
         .sessions
-        .create("local", ProtocolVersion::LATEST)
+        .create(moat_auth::Principal::new("local", moat_auth::AuthMethod::Anonymous), ProtocolVersion::LATEST)
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(256);
 

@@ -60,6 +60,8 @@ pub struct Guards {
     pub args: args::ArgumentGuard,
     pub output: output::OutputGuardRuntime,
     pub rate: rate::RateGuard,
+    /// Cedar policies (`[policy] files`); permits everything when none are configured.
+    pub authz: Arc<moat_auth::policy::Authorizer>,
 }
 
 impl std::fmt::Debug for Guards {
@@ -69,7 +71,27 @@ impl std::fmt::Debug for Guards {
 }
 
 impl Guards {
-    pub fn new(config: GuardsConfig, detector: Detector, store: Arc<dyn Store>, lock: Option<LockFile>) -> Guards {
+    /// Whether the session's principal may act on a resource (Cedar; fail closed).
+    pub fn authorize(&self, session: &crate::session::Session, action: moat_auth::policy::Action, resource: &moat_auth::policy::Resource<'_>, arguments: Option<&Value>) -> Result<(), Denial> {
+        let ctx = moat_auth::policy::Context { arguments: arguments.and_then(Value::as_object), time: std::time::SystemTime::now(), source_ip: None };
+        match self.authz.is_authorized(&session.identity, action, resource, &ctx) {
+            moat_auth::policy::Decision::Allow { .. } => Ok(()),
+            moat_auth::policy::Decision::Deny { reasons, errors } => {
+                if !errors.is_empty() {
+                    tracing::warn!(errors = ?errors, "policy evaluation failed; denied");
+                }
+                Err(Denial::new(moat_mcp::jsonrpc::code::DENIED, "denied by policy").with_rules(reasons.into_iter().map(|r| format!("policy:{r}")).collect()))
+            }
+        }
+    }
+
+    pub fn new(
+        config: GuardsConfig,
+        detector: Detector,
+        store: Arc<dyn Store>,
+        lock: Option<LockFile>,
+        authz: moat_auth::policy::Authorizer,
+    ) -> Guards {
         let c = &config;
         if lock.is_some() {
             tracing::info!("enforcing the lock file: definitions not in it are quarantined");
@@ -79,6 +101,7 @@ impl Guards {
             args: args::ArgumentGuard::new(c.arguments.clone(), c.tools.clone(), detector.clone()),
             output: output::OutputGuardRuntime::new(c.output.clone(), c.tools.clone(), detector.clone()),
             rate: rate::RateGuard::new(c.rate_limits.clone(), store.clone()),
+            authz: Arc::new(authz),
             config,
             detector,
             store,

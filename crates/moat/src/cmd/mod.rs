@@ -49,14 +49,13 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-/// Fails closed on configuration that asks for a protection this build does not apply yet,
-/// so that no one runs believing a guard is on when it is not.
+/// Fails closed on configuration that asks for something this build cannot give.
 pub fn refuse_unenforced(config: &moat_config::Config) -> Result<(), String> {
-    if config.auth.mode != moat_config::auth::AuthMode::None {
-        return Err(format!("`auth.mode` is `{:?}`, but the gateway does not enforce authentication yet; refusing to start", config.auth.mode).to_lowercase());
-    }
-    if !config.policy.files.is_empty() {
-        return Err("`policy.files` is set, but the gateway does not enforce policies yet; refusing to start".into());
+    if config.auth.mode == moat_config::auth::AuthMode::None && !config.gateway.listen.ip().is_loopback() {
+        return Err(format!(
+            "`auth.mode` is `none` but the gateway listens on `{}`, which is not loopback; set `auth.mode = \"oauth\"` or `\"api_key\"`",
+            config.gateway.listen
+        ));
     }
     Ok(())
 }
