@@ -72,9 +72,16 @@ fn scan_tools_server_map_reports_shadowing() {
     let out = moat(&["scan", "--tools", "-", "--format", "json", "--fail-on", "medium"], doc);
     assert_eq!(out.status.code(), Some(1));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let names: Vec<&str> = v["servers"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    // Server order follows the JSON map (document order or sorted, depending on serde_json's
+    // features in the build); the test does not depend on it.
+    let servers = v["servers"].as_array().unwrap();
+    let mut names: Vec<&str> = servers.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    names.sort_unstable();
     assert_eq!(names, ["calc", "mail"]);
-    assert_eq!(v["servers"][0]["tools"][0]["findings"][0]["rule"], "MOAT-TP-011");
+    for s in servers {
+        assert_eq!(s["tools"][0]["verdict"], "warn");
+        assert_eq!(s["tools"][0]["findings"][0]["rule"], "MOAT-TP-011");
+    }
 }
 
 #[test]
