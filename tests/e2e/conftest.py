@@ -289,6 +289,9 @@ def gateway(moat_bin: str, spawn: Callable[..., Child], tmp_path: Path) -> Calla
             text = gateway_toml(port, path, upstreams, gateway_keys, extra)
         else:
             text = config_text.replace("{port}", str(port))
+        if "[admin]" not in text:
+            # Each gateway's admin listener on a free port, so gateways never clash.
+            text += '\n[admin]\nlisten = "127.0.0.1:0"\n'
         if "[store]" not in text:
             # Each gateway gets its own store, so pins never leak between tests.
             text += f'\n[store]\nurl = "sqlite://{tmp_path}/moat-{count}.db"\n'

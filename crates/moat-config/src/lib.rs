@@ -7,6 +7,7 @@
 //! binary resolves when it starts.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod duration;
@@ -54,6 +55,8 @@ pub struct Config {
     pub audit: audit::AuditConfig,
     #[serde(default)]
     pub guards: guards::GuardsConfig,
+    #[serde(default)]
+    pub admin: admin::AdminConfig,
 }
 
 /// Where a configuration came from; named in every error.

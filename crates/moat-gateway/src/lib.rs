@@ -6,8 +6,10 @@
 //! session ([`session`]) → [`router`] → upstream ([`upstream`]) and back.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod admin;
 pub mod front;
 pub mod guard;
+pub mod metrics;
 pub mod names;
 pub mod router;
 pub mod session;
@@ -22,6 +24,8 @@ use std::time::Duration;
 use moat_config::LoadedConfig;
 use tokio::sync::mpsc;
 
+/// How often the gauges (sessions, upstreams up, quarantined definitions) are refreshed.
+const METRICS_REFRESH: Duration = Duration::from_secs(5);
 /// How often expired sessions are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
@@ -79,7 +83,9 @@ pub async fn start_router(loaded: &LoadedConfig) -> Result<std::sync::Arc<Router
     sessions.spawn_sweeper(SWEEP_EVERY);
     let audit = start_audit(loaded, &guards.store).await?;
 
-    Ok(Router::new(upstreams, events_rx, sessions, &config.gateway.name_separator, guards, audit, config.audit.include_arguments))
+    let router = Router::new(upstreams, events_rx, sessions, &config.gateway.name_separator, guards, audit, config.audit.include_arguments);
+    router.spawn_metrics_refresh(METRICS_REFRESH);
+    Ok(router)
 }
 
 /// Starts the audit writer over the configured sinks (`docs/audit.md`).
@@ -140,7 +146,26 @@ pub async fn run_gateway(loaded: LoadedConfig, shutdown: impl std::future::Futur
         tracing::warn!(error = %e, "could not reach the authorization server yet; will retry on the first request");
     }
     let app = front::http::HttpFront::new(router.clone(), g, authn).app();
+    let (stop_admin, admin_stopped) = tokio::sync::watch::channel(false);
+    let admin_cfg = &loaded.config.admin;
+    if admin_cfg.enabled {
+        let listener = tokio::net::TcpListener::bind(admin_cfg.listen).await.map_err(|e| StartError::Listen(admin_cfg.listen, e))?;
+        tracing::info!(endpoint = %format!("http://{}", listener.local_addr().unwrap_or(admin_cfg.listen)), "admin listener (metrics, health)");
+        let r = router.clone();
+        let ready = move || r.upstreams().iter().all(|u| u.connection_now().is_some());
+        let mut stopped = admin_stopped.clone();
+        let metrics = router.metrics().clone();
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            if let Err(e) = admin::serve_admin(listener, metrics, ready, shutdown).await {
+                tracing::error!(error = %e, "admin listener failed");
+            }
+        });
+    }
     front::http::serve(listener, app, tls, shutdown).await;
+    stop_admin.send_replace(true);
     for up in router.upstreams() {
         up.shutdown().await;
     }

@@ -150,6 +150,7 @@ pub struct Router {
     processed: Vec<tokio::sync::watch::Sender<u64>>,
     /// Calls that ended lately (upstream, upstream id, session), for late messages.
     recent: Mutex<std::collections::VecDeque<(usize, Id, Arc<Session>)>>,
+    metrics: Arc<crate::metrics::Metrics>,
     /// Caps on calls in flight, per upstream.
     permits: Vec<Arc<tokio::sync::Semaphore>>,
 }
@@ -180,6 +181,7 @@ impl Router {
             permits: upstreams.iter().map(|u| Arc::new(tokio::sync::Semaphore::new(u.config.max_concurrent.max(1)))).collect(),
             processed: upstreams.iter().map(|_| tokio::sync::watch::channel(0).0).collect(),
             recent: Mutex::new(std::collections::VecDeque::new()),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
             guards,
             audit,
             audit_arguments,
@@ -199,8 +201,32 @@ impl Router {
         &self.upstreams
     }
 
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
+    }
+
+    /// Refreshes the gauges every `period`.
+    pub fn spawn_metrics_refresh(self: &Arc<Self>, period: Duration) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                let Some(r) = weak.upgrade() else { return };
+                r.metrics.set_sessions(r.sessions.len());
+                for u in &r.upstreams {
+                    r.metrics.set_upstream_up(&u.name, u.connection_now().is_some());
+                }
+                r.metrics.set_quarantined(r.guards.pins.quarantined_count());
+            }
+        });
+    }
+
     /// Handles one message from a client session.
     pub async fn handle(self: &Arc<Self>, session: &Arc<Session>, msg: Message) -> Reply {
+        if let Some(m) = msg.method() {
+            self.metrics.observe_request(m);
+        }
         match msg.kind() {
             MessageKind::Request => self.handle_request(session, msg).await,
             MessageKind::Notification => {
@@ -675,7 +701,12 @@ impl Router {
             }
         }
         let timeout = self.upstreams.get(upstream).map_or(Duration::from_secs(120), |u| u.timeout());
-        let result = match conn.call_ordered(up_id.clone(), method, bytes, timeout).await {
+        let call_started = Instant::now();
+        let result = conn.call_ordered(up_id.clone(), method, bytes, timeout).await;
+        if let Some(u) = self.upstreams.get(upstream) {
+            self.metrics.observe_upstream(&u.name, method, call_started.elapsed(), result.is_ok());
+        }
+        let result = match result {
             Ok((msg, seen)) => {
                 // Let the event loop deliver what the upstream sent before this answer.
                 if let Some(p) = self.processed.get(upstream) {
@@ -727,6 +758,7 @@ impl Router {
     /// `bytes`: nothing leaves unrecorded.
     pub(crate) async fn commit(&self, record: DecisionRecord, bytes: Bytes, client_id: Option<&Id>) -> Bytes {
         record.emit();
+        self.metrics.observe_decision(&record);
         let Some(log) = &self.audit else { return bytes };
         let event = record.into_audit_event(&self.guards.detector, self.audit_arguments);
         match log.append(event).await {

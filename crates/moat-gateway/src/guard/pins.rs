@@ -120,6 +120,11 @@ impl PinGuard {
         served
     }
 
+    /// How many definitions are withheld now.
+    pub fn quarantined_count(&self) -> usize {
+        self.quarantined.lock().map_or(0, |q| q.len())
+    }
+
     /// Why `name` of `upstream` is withheld, if it is.
     pub fn quarantine_reason(&self, upstream: &str, kind: ListKindPin, name: &str) -> Option<Quarantine> {
         self.quarantined.lock().ok()?.get(&(upstream.to_string(), kind.noun(), name.to_string())).cloned()
