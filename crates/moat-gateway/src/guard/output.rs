@@ -34,7 +34,16 @@ pub struct OutputGuardRuntime {
     detector: Detector,
 }
 
-fn is_injection(f: &Finding) -> bool {
+/// Hidden-text findings that sanitizing removes outright (invisible format characters,
+/// private-use characters, terminal escapes, raw controls): with `sanitize` on they are
+/// neutralized and recorded, not treated as injection. Tag characters, bidi controls and
+/// encoded instructions are deliberate hiding and stay injection findings.
+const STRIPPED_BY_SANITIZE: [&str; 5] = ["MOAT-HID-002", "MOAT-HID-004", "MOAT-HID-005", "MOAT-HID-006", "MOAT-HID-007"];
+
+fn is_injection(f: &Finding, sanitize: bool) -> bool {
+    if sanitize && STRIPPED_BY_SANITIZE.contains(&f.rule.as_str()) {
+        return false;
+    }
     f.rule.starts_with("MOAT-PI-") || f.rule.starts_with("MOAT-HID-") || f.rule.starts_with("MOAT-TP-")
 }
 
@@ -154,7 +163,10 @@ impl Walk<'_> {
         let Value::String(s) = v else { return };
         let cfg = &self.guard.config;
         let findings = self.guard.detector.scan_text(s);
-        let (injection, other): (Vec<Finding>, Vec<Finding>) = findings.into_iter().partition(is_injection);
+        let (injection, other): (Vec<Finding>, Vec<Finding>) = findings.into_iter().partition(|f| is_injection(f, cfg.sanitize));
+        if cfg.sanitize {
+            self.rules.extend(other.iter().filter(|f| STRIPPED_BY_SANITIZE.contains(&f.rule.as_str())).map(|f| f.rule.clone()));
+        }
         if let Some(worst) = injection.iter().filter(|f| f.severity >= block_at).max_by_key(|f| f.severity) {
             let rules: Vec<String> = injection.iter().map(|f| f.rule.clone()).collect();
             self.blocked = Some(
