@@ -165,3 +165,30 @@ fn the_unmutated_corpus_holds_too() {
         }
     }
 }
+
+/// Found by `fuzz/fuzz_targets/mcp_raw_object.rs`: a member whose value is a number too large for
+/// `f64` is valid JSON and must survive `with_member` byte for byte.
+#[test]
+fn regression_huge_number_survives_with_member() {
+    let input = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/regressions/mcp_raw_object-huge-number.json")).unwrap();
+    assert!(mcp_props::raw_object(&input));
+}
+
+/// Found by `fuzz/fuzz_targets/mcp_raw_object.rs` (fuzz/regressions/mcp_raw_object-lone-surrogate-key.json):
+/// `Message::parse` accepts a message whose `params` hold an unpaired surrogate escape, because it
+/// keeps `params` as raw JSON, but nothing can then read those params as a JSON value:
+/// `params_as` returns `None`. The gateway's argument guard reads `params.arguments` that way and
+/// falls back to `{}` (moat-gateway `router.rs`, `guarded_call_inner`:
+/// `msg.params_as::<Args>()…unwrap_or_else(|| json!({}))`), so it checks empty arguments while
+/// the original bytes, real arguments included, go to the upstream. Every message the parser
+/// accepts must have readable params (or the parser must refuse it).
+#[test]
+fn accepted_messages_have_readable_params() {
+    let raw = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_document","arguments":{"path":"/etc/shadow","pad":"\udc00"}}}"#;
+    let Ok(msg) = moat_mcp::Message::parse(bytes::Bytes::from_static(raw), &moat_mcp::Limits::default()) else { return };
+    assert!(
+        msg.params_as::<serde_json::Value>().is_some(),
+        "the parser accepted a message whose params cannot be read: {}",
+        String::from_utf8_lossy(raw)
+    );
+}
