@@ -25,6 +25,13 @@ pub struct UpstreamConfig {
     /// Endpoint of a Streamable HTTP server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// Moat's own credential for an HTTP upstream (`env:NAME` or `file:PATH`), sent as
+    /// `Authorization: Bearer <value>`. The client's token is never forwarded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<SecretRef>,
+    /// Extra request headers for an HTTP upstream; values are literals or references.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, EnvValue>,
     /// How a stdio upstream is confined (docs/sandbox.md). Absent: the safe defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<crate::sandbox::SandboxConfig>,

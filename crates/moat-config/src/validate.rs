@@ -100,6 +100,27 @@ pub(crate) fn validate(config: &Config, source: &str, origin: &Origin) -> Result
         if u.url.is_some() && (!u.env.is_empty() || u.cwd.is_some()) {
             err(&at("env"), "`env` and `cwd` apply only to stdio upstreams (`command`)".into(), None);
         }
+        if u.url.is_none() && (u.credential.is_some() || !u.headers.is_empty()) {
+            err(&at("credential"), "`credential` and `headers` apply only to HTTP upstreams (`url`)".into(), None);
+        }
+        for (name, value) in &u.headers {
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                err(&format!("upstream[{i}].headers"), format!("invalid header name `{name}`"), None);
+            }
+            if name.eq_ignore_ascii_case("authorization") && u.credential.is_some() {
+                err(&format!("upstream[{i}].headers"), "`Authorization` is set twice: by `credential` and in `headers`".into(), None);
+            }
+            if let EnvValue::Literal(v) = value {
+                let secretish = name.eq_ignore_ascii_case("authorization") || name.to_ascii_lowercase().contains("key") || name.to_ascii_lowercase().contains("token");
+                if let Some(reason) = inline_secret_reason(name, v).or(secretish.then_some("it is a credential header")) {
+                    err(
+                        &format!("upstream[{i}].headers.{name}"),
+                        format!("inline secret refused: {reason}"),
+                        Some("reference it instead: `env:NAME` or `file:/path/to/secret`"),
+                    );
+                }
+            }
+        }
         for (name, value) in &u.env {
             if let EnvValue::Literal(v) = value {
                 if let Some(reason) = inline_secret_reason(name, v) {

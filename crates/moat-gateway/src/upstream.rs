@@ -187,12 +187,41 @@ impl Upstream {
             let (conn, events) = Connection::start(&self.name, Transport::Stdio(t), rx);
             Ok((conn, events, Some(exit)))
         } else if let Some(url) = &self.config.url {
-            let (t, rx) = HttpTransport::new(&self.name, url, HttpTransport::default_client(), Default::default());
+            let (t, rx) = HttpTransport::new(&self.name, url, HttpTransport::default_client(), self.upstream_headers()?);
             let (conn, events) = Connection::start(&self.name, Transport::Http(t), rx);
             Ok((conn, events, None))
         } else {
             Err("upstream has neither a command nor a URL".into())
         }
+    }
+
+    /// Moat's own credentials for an HTTP upstream, resolved now (so a rotated secret file
+    /// is picked up on reconnect). Marked sensitive so that they never appear in a log line.
+    fn upstream_headers(&self) -> Result<reqwest::header::HeaderMap, String> {
+        use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
+        let mut map = HeaderMap::new();
+        let resolve = |v: &EnvValue| -> Result<String, String> {
+            match v {
+                EnvValue::Literal(s) => Ok(s.clone()),
+                EnvValue::Reference(r) => {
+                    let secret = r.resolve(&self.base_dir).map_err(|e| e.to_string())?;
+                    secret.expose_str().map(str::to_string).ok_or_else(|| format!("secret `{r}` is not UTF-8"))
+                }
+            }
+        };
+        if let Some(r) = &self.config.credential {
+            let token = resolve(&EnvValue::Reference(r.clone()))?;
+            let mut v = HeaderValue::from_str(&format!("Bearer {}", token.trim())).map_err(|_| format!("credential `{r}` is not a valid header value"))?;
+            v.set_sensitive(true);
+            map.insert(AUTHORIZATION, v);
+        }
+        for (k, v) in &self.config.headers {
+            let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| format!("invalid header name `{k}`"))?;
+            let mut value = HeaderValue::from_str(&resolve(v)?).map_err(|_| format!("header `{k}` has an invalid value"))?;
+            value.set_sensitive(true);
+            map.insert(name, value);
+        }
+        Ok(map)
     }
 
     /// The child's command, confined by the sandbox (docs/sandbox.md): a clean environment

@@ -41,6 +41,8 @@ pub fn run(args: Args) -> ExitCode {
         name: args.name.unwrap_or(default_name),
         command: Some(args.command),
         url: None,
+        credential: None,
+        headers: Default::default(),
         env: template.as_ref().map(|t| t.env.clone()).unwrap_or_default(),
         cwd: None,
         sandbox: template.as_ref().and_then(|t| t.sandbox.clone()),
