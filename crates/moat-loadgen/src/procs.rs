@@ -158,7 +158,8 @@ impl Processes {
             Target::GatewayStdio => format!("command = [{}, \"demo-server\"]", toml_str(&self.moat.to_string_lossy())),
             _ => format!("url = {}", toml_str(&format!("http://{}/mcp", self.direct.addr))),
         };
-        let config = format!("[gateway]\nlisten = \"{addr}\"\npath = \"/mcp\"\n\n[[upstream]]\nname = \"demo\"\n{upstream}\n");
+        // The admin listener (metrics, health) on a free port, so that gateways never clash.
+        let config = format!("[gateway]\nlisten = \"{addr}\"\npath = \"/mcp\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[[upstream]]\nname = \"demo\"\n{upstream}\n");
         let path = self.dir.join(format!("{label}.toml"));
         std::fs::write(&path, config)?;
         let mut cmd = Command::new(&self.moat);

@@ -143,7 +143,7 @@ async fn https_with_h2_by_alpn_and_certificate_reload_without_restart() {
 
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let config = format!(
-        "[gateway]\nlisten = \"127.0.0.1:{port}\"\ntls_cert = {}\ntls_key = {}\n\n[[upstream]]\nname = \"demo\"\ncommand = [{}, \"demo-server\"]\n",
+        "[gateway]\nlisten = \"127.0.0.1:{port}\"\ntls_cert = {}\ntls_key = {}\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[[upstream]]\nname = \"demo\"\ncommand = [{}, \"demo-server\"]\n",
         serde_json::to_string(&format!("file:{}", cert_path.display())).unwrap(),
         serde_json::to_string(&format!("file:{}", key_path.display())).unwrap(),
         serde_json::to_string(&moat.display().to_string()).unwrap(),
