@@ -142,6 +142,11 @@ pub async fn serve_http_on(
     if let Ok(local) = listener.local_addr() {
         tracing::info!("demo server listening on http://{local}{HTTP_PATH}");
     }
+    // Without TCP_NODELAY every small reply waits on the client's delayed ACK (~40 ms).
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await

@@ -810,7 +810,12 @@ impl Router {
             struct Args {
                 arguments: Option<Value>,
             }
-            let args = msg.params_as::<Args>().and_then(|a| a.arguments).unwrap_or_else(|| json!({}));
+            // Arguments a guard cannot read are refused, never checked as `{}` while the
+            // original bytes go upstream.
+            let Some(parsed) = msg.params_as::<Args>() else {
+                return deny(Denial::new(code::INVALID_PARAMS, "the call's arguments cannot be read").with_rules(vec!["MOAT-ARG-001".into()]), None);
+            };
+            let args = parsed.arguments.unwrap_or_else(|| json!({}));
             let schema = self.catalog.read().ok().and_then(|c| c.tools.get(&target).and_then(|r| r.schema.clone()));
             let checked = self.guards.args.check(&target, schema.as_ref(), &args).await;
             arguments = Some(args);

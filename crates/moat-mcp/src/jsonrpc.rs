@@ -163,6 +163,9 @@ impl Message {
         if exceeds_depth(&raw, limits.max_depth) {
             return Err(ParseError::TooDeep { limit: limits.max_depth });
         }
+        if crate::limits::has_lone_surrogate(&raw) {
+            return Err(ParseError::Json("a string holds an unpaired UTF-16 surrogate escape".into()));
+        }
         match raw.iter().find(|b| !b.is_ascii_whitespace()) {
             Some(b'[') => return Err(ParseError::Batch),
             Some(b'{') => {}

@@ -62,9 +62,70 @@ pub fn exceeds_depth(bytes: &[u8], max: usize) -> bool {
     false
 }
 
+/// Whether a JSON text has a `\uXXXX` escape of an unpaired UTF-16 surrogate. Such a string
+/// passes a syntax check but cannot be read as text, so a guard reading it would see nothing
+/// while the upstream sees the bytes: Moat refuses the message instead. Linear, no allocation.
+pub fn has_lone_surrogate(bytes: &[u8]) -> bool {
+    if memchr::memchr(b'\\', bytes).is_none() {
+        return false;
+    }
+    let hex = |at: usize| -> Option<u16> {
+        let h = bytes.get(at..at + 4)?;
+        u16::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()
+    };
+    let mut i = 0;
+    let mut in_string = false;
+    while i < bytes.len() {
+        let b = bytes.get(i).copied().unwrap_or(0);
+        if !in_string {
+            if b == b'"' {
+                in_string = true;
+            }
+            i += 1;
+            continue;
+        }
+        match b {
+            b'"' => {
+                in_string = false;
+                i += 1;
+            }
+            b'\\' => {
+                if bytes.get(i + 1) == Some(&b'u') {
+                    match hex(i + 2) {
+                        Some(0xD800..=0xDBFF) => {
+                            let paired = bytes.get(i + 6) == Some(&b'\\')
+                                && bytes.get(i + 7) == Some(&b'u')
+                                && matches!(hex(i + 8), Some(0xDC00..=0xDFFF));
+                            if !paired {
+                                return true;
+                            }
+                            i += 12;
+                        }
+                        Some(0xDC00..=0xDFFF) => return true,
+                        _ => i += 6,
+                    }
+                } else {
+                    i += 2;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lone_surrogates_are_found_and_pairs_are_not() {
+        assert!(has_lone_surrogate(br#"{"a":"\udc00"}"#));
+        assert!(has_lone_surrogate(br#"{"a":"x\ud800y"}"#));
+        assert!(!has_lone_surrogate(br#"{"a":"\ud83d\ude00"}"#));
+        assert!(!has_lone_surrogate(br#"{"a":"\\ud800"}"#), "an escaped backslash is not an escape");
+        assert!(!has_lone_surrogate(br#"{"a":"\u00e9 plain"}"#));
+    }
 
     #[test]
     fn depth_counts_nesting_outside_strings() {

@@ -61,7 +61,11 @@ fn load(cert: &SecretRef, key: &SecretRef, base: &Path) -> Result<CertifiedKey, 
         .map_err(|e| TlsError::Key(key.to_string(), e.to_string()))?
         .ok_or_else(|| TlsError::Key(key.to_string(), "no PEM private key in it".into()))?;
     let signing = provider().key_provider.load_private_key(der).map_err(|e| TlsError::Key(key.to_string(), e.to_string()))?;
-    Ok(CertifiedKey::new(certs, signing))
+    let ck = CertifiedKey::new(certs, signing);
+    // A reload that catches the certificate and key half-written must not serve a mismatched
+    // pair: keep the old one until both match.
+    ck.keys_match().map_err(|e| TlsError::Key(key.to_string(), format!("does not match the certificate: {e}")))?;
+    Ok(ck)
 }
 
 fn mtimes(refs: &[&SecretRef], base: &Path) -> Vec<Option<SystemTime>> {
