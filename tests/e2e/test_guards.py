@@ -210,3 +210,29 @@ def test_rate_limit_trips_exactly_at_its_count(
     for i in (3, 4):
         assert "rate limit exceeded" in failed(r[i]) and "retry after" in failed(r[i])
     assert "2" in texts(ok(r[5])), "other tools are not limited"
+
+
+def test_sandbox_memory_limit_stops_a_runaway_upstream_and_the_gateway_restarts_it(
+    python_mcp1: str, gateway: Callable[..., Any], mcp_client: Callable[..., dict[str, Any]],
+) -> None:
+    import time
+
+    script = str(SERVERS / "memory_hog_server.py")
+    # Control: with room for its 256 MiB, the same server serves.
+    roomy = gateway(upstreams=[{"name": "hog", "command": [python_mcp1, script, "256"],
+                                "sandbox": {"read": [str(REPO)], "memory_mb": 2048}}])
+    r = mcp_client(python_mcp1, ["--http", roomy.url], [{"op": "call_tool", "name": "size", "arguments": {}}])["results"]
+    assert texts(ok(r[0])) == str(256 * 1024 * 1024)
+    roomy.child.kill()
+    # Under a 128 MiB limit it dies at start; the gateway says why and keeps restarting it.
+    tight = gateway(upstreams=[{"name": "hog", "command": [python_mcp1, script, "256"],
+                                "sandbox": {"read": [str(REPO)], "memory_mb": 128}}])
+    deadline = time.monotonic() + 20
+    while tight.child.log().count("upstream stopped; restarting") < 2:
+        assert time.monotonic() < deadline, tight.child.log()
+        time.sleep(0.2)
+    log = tight.child.log()
+    assert "MemoryError" in log, "the child's stderr (its MemoryError) is in the gateway's log"
+    assert "exited with status 1" in log
+    r = mcp_client(python_mcp1, ["--http", tight.url], [{"op": "list_tools"}], timeout=90)["results"]
+    assert "error" in r[0] or not ok(r[0])["tools"], "a crash-looping upstream serves nothing"
