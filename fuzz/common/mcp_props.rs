@@ -22,8 +22,9 @@ pub fn jsonrpc(data: &[u8]) -> bool {
         assert_eq!(msg.raw().as_ref(), data, "the message must keep its original bytes");
         let _ = (msg.method(), msg.params(), msg.result(), msg.error(), msg.is_request(), msg.is_response());
         let new_id = Id::string("moat-7");
-        let again = Message::parse(msg.with_id(&new_id), &Limits::upstream())
-            .unwrap_or_else(|e| panic!("with_id made an unparseable message ({e}) from {:?}", String::from_utf8_lossy(data)));
+        let again = Message::parse(msg.with_id(&new_id), &Limits::upstream()).unwrap_or_else(|e| {
+            panic!("with_id made an unparseable message ({e}) from {:?}", String::from_utf8_lossy(data))
+        });
         // A notification given an id is a request; every other kind stays what it was.
         let expected_kind = match msg.kind() {
             MessageKind::Notification => MessageKind::Request,
@@ -60,7 +61,8 @@ pub fn sse(stream: &[u8], cuts: &[u8]) -> usize {
     let mut rest = stream;
     let mut cut = cuts.iter().cycle();
     while !rest.is_empty() {
-        let n = if cuts.is_empty() { rest.len() } else { usize::from(*cut.next().unwrap_or(&1)).max(1).min(rest.len()) };
+        let n =
+            if cuts.is_empty() { rest.len() } else { usize::from(*cut.next().unwrap_or(&1)).max(1).min(rest.len()) };
         let (chunk, tail) = rest.split_at(n);
         rest = tail;
         match chunked.feed(chunk) {
@@ -73,7 +75,11 @@ pub fn sse(stream: &[u8], cuts: &[u8]) -> usize {
     }
     match whole_events {
         Ok(w) => {
-            assert!(!failed, "a chunked feed failed where the whole stream decoded: {:?}", String::from_utf8_lossy(stream));
+            assert!(
+                !failed,
+                "a chunked feed failed where the whole stream decoded: {:?}",
+                String::from_utf8_lossy(stream)
+            );
             assert_eq!(w, events, "chunking changed the events of {:?}", String::from_utf8_lossy(stream));
             assert_eq!(whole.last_event_id(), chunked.last_event_id());
             events.len()
@@ -105,10 +111,13 @@ pub fn raw_object(data: &[u8]) -> bool {
         return false;
     };
     for (key, replacement) in [("k", "1"), ("name", "\"x\\u0000\""), ("\"\\", "{\"a\":[]}")] {
-        let out = raw::with_member(&value, key, to_raw(replacement)).unwrap_or_else(|| panic!("with_member refused the object {text:?}"));
-        let out_entries = raw::object_entries(&out).unwrap_or_else(|| panic!("with_member made a non-object {:?} from {text:?}", out.get()));
+        let out = raw::with_member(&value, key, to_raw(replacement))
+            .unwrap_or_else(|| panic!("with_member refused the object {text:?}"));
+        let out_entries = raw::object_entries(&out)
+            .unwrap_or_else(|| panic!("with_member made a non-object {:?} from {text:?}", out.get()));
         // Syntax only: a `Value` cannot hold the huge numbers JSON (and `RawValue`) allow.
-        serde_json::from_str::<Box<RawValue>>(out.get()).unwrap_or_else(|e| panic!("with_member made invalid JSON ({e}): {:?}", out.get()));
+        serde_json::from_str::<Box<RawValue>>(out.get())
+            .unwrap_or_else(|e| panic!("with_member made invalid JSON ({e}): {:?}", out.get()));
         let replaced = entries.iter().any(|(k, _)| k == key);
         assert_eq!(out_entries.len(), entries.len() + usize::from(!replaced));
         let mut set = false;

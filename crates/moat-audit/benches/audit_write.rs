@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use moat_audit::{
-    generate_key_pair, AuditEvent, AuditLog, AuditLogConfig, AuditPrincipal, AuditSigner, AuditSink,
-    Decision, JsonlSink, StoreSink,
+    generate_key_pair, AuditEvent, AuditLog, AuditLogConfig, AuditPrincipal, AuditSigner, AuditSink, Decision,
+    JsonlSink, StoreSink,
 };
 use moat_store::{AuditStore, UnixMillis};
 
@@ -46,7 +46,8 @@ fn run(rt: &tokio::runtime::Runtime, sink: Sink, required: bool, producers: u64,
     rt.block_on(async {
         let sink: Box<dyn AuditSink> = match sink {
             Sink::Sqlite { synchronous_full } => {
-                let store = moat_store_sqlite::SqliteStore::open(&dir.path().join("moat.db"), synchronous_full).unwrap();
+                let store =
+                    moat_store_sqlite::SqliteStore::open(&dir.path().join("moat.db"), synchronous_full).unwrap();
                 let audit: Arc<dyn AuditStore> = Arc::new(store);
                 Box::new(StoreSink::new(audit, "sqlite"))
             }

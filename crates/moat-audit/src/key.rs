@@ -87,9 +87,8 @@ impl AuditSigner {
     pub fn from_key_bytes(bytes: &[u8]) -> Result<Self, AuditError> {
         let key = if let Ok(text) = std::str::from_utf8(bytes) {
             if text.trim_start().starts_with("-----BEGIN") {
-                SigningKey::from_pkcs8_pem(text.trim()).map_err(|_| {
-                    key_err("private", "the PEM is not an Ed25519 PKCS#8 private key")
-                })?
+                SigningKey::from_pkcs8_pem(text.trim())
+                    .map_err(|_| key_err("private", "the PEM is not an Ed25519 PKCS#8 private key"))?
             } else if let Some(seed) = decode_32(text) {
                 SigningKey::from_bytes(&seed)
             } else if bytes.len() == 32 {

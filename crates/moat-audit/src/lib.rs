@@ -39,8 +39,7 @@ mod writer;
 pub use error::AuditError;
 pub use key::{generate_key_pair, AuditSigner, AuditVerifyingKey, KeyPairPem};
 pub use record::{
-    arguments_digest, record_hash, AuditEvent, AuditPrincipal, AuditRecord, Decision, Seal,
-    GENESIS_HASH,
+    arguments_digest, record_hash, AuditEvent, AuditPrincipal, AuditRecord, Decision, Seal, GENESIS_HASH,
 };
 pub use sink::{AuditSink, ChainHead, JsonlSink, StoreSink};
 pub use verify::{verify_jsonl, verify_store, Problem, ProblemKind, VerifyOptions, VerifyReport};

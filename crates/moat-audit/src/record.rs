@@ -143,8 +143,7 @@ impl AuditEvent {
 /// # Errors
 /// When the value cannot be canonicalized.
 pub fn arguments_digest(arguments: &serde_json::Value) -> Result<String, AuditError> {
-    let canonical = serde_json_canonicalizer::to_vec(arguments)
-        .map_err(|e| AuditError::Encode(e.to_string()))?;
+    let canonical = serde_json_canonicalizer::to_vec(arguments).map_err(|e| AuditError::Encode(e.to_string()))?;
     Ok(hex::encode(Sha256::digest(&canonical)))
 }
 

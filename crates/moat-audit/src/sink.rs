@@ -48,12 +48,7 @@ pub trait AuditSink: Send {
     /// Appends records, then seals, as one unit: when this returns `Ok` all are written
     /// (and on disk, when `durable`), and on `Err` none are visible. Each seal comes after
     /// the record it covers.
-    async fn append(
-        &mut self,
-        records: Vec<AuditRow>,
-        seals: Vec<SealRow>,
-        durable: bool,
-    ) -> Result<(), AuditError>;
+    async fn append(&mut self, records: Vec<AuditRow>, seals: Vec<SealRow>, durable: bool) -> Result<(), AuditError>;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -226,12 +221,7 @@ impl AuditSink for JsonlSink {
         head
     }
 
-    async fn append(
-        &mut self,
-        records: Vec<AuditRow>,
-        seals: Vec<SealRow>,
-        durable: bool,
-    ) -> Result<(), AuditError> {
+    async fn append(&mut self, records: Vec<AuditRow>, seals: Vec<SealRow>, durable: bool) -> Result<(), AuditError> {
         let mut buf = String::with_capacity(records.iter().map(|r| r.body.len() + 100).sum());
         for r in &records {
             buf.push_str(&record_line(r));
@@ -271,7 +261,10 @@ impl AuditSink for JsonlSink {
 impl JsonlSink {
     fn take_file(&mut self) -> Result<File, AuditError> {
         self.file.take().ok_or_else(|| {
-            AuditError::Closed(format!("audit file `{}` could not be repaired after a failed write", self.path.display()))
+            AuditError::Closed(format!(
+                "audit file `{}` could not be repaired after a failed write",
+                self.path.display()
+            ))
         })
     }
 }
@@ -305,12 +298,7 @@ impl AuditSink for StoreSink {
         Ok(Some(ChainHead { seq: row.seq, hash: row.hash, sealed }))
     }
 
-    async fn append(
-        &mut self,
-        records: Vec<AuditRow>,
-        seals: Vec<SealRow>,
-        _durable: bool,
-    ) -> Result<(), AuditError> {
+    async fn append(&mut self, records: Vec<AuditRow>, seals: Vec<SealRow>, _durable: bool) -> Result<(), AuditError> {
         // A committed transaction is durable as the store's `synchronous` setting makes it
         // (see docs/store.md): against a process crash always, against power loss with
         // `synchronous=full`.

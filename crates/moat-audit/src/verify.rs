@@ -131,7 +131,12 @@ pub fn verify_jsonl(path: &Path, options: &VerifyOptions) -> Result<VerifyReport
         }
         line_no += 1;
         if buf.last() != Some(&b'\n') {
-            v.fail(v.expected_seq(), ProblemKind::Truncated, Some(line_no), "the file ends in the middle of a line (truncated)".to_owned());
+            v.fail(
+                v.expected_seq(),
+                ProblemKind::Truncated,
+                Some(line_no),
+                "the file ends in the middle of a line (truncated)".to_owned(),
+            );
             break;
         }
         let Ok(text) = std::str::from_utf8(buf.get(..buf.len() - 1).unwrap_or_default()) else {
@@ -157,10 +162,7 @@ pub fn verify_jsonl(path: &Path, options: &VerifyOptions) -> Result<VerifyReport
 ///
 /// # Errors
 /// Only when the store cannot be read.
-pub async fn verify_store(
-    store: &dyn AuditStore,
-    options: &VerifyOptions,
-) -> Result<VerifyReport, AuditError> {
+pub async fn verify_store(store: &dyn AuditStore, options: &VerifyOptions) -> Result<VerifyReport, AuditError> {
     const PAGE: usize = 2000;
     let mut seals: VecDeque<_> = store.audit_seals(0, 0).await?.into();
     let mut v = Verifier::new(options);
@@ -275,7 +277,12 @@ impl<'o> Verifier<'o> {
             return false;
         }
         if link.seq < expected {
-            self.fail(link.seq, ProblemKind::Edited, line, format!("record {} appears again, out of order (edited)", link.seq));
+            self.fail(
+                link.seq,
+                ProblemKind::Edited,
+                line,
+                format!("record {} appears again, out of order (edited)", link.seq),
+            );
             return false;
         }
         if link.prev != self.last_hash {
@@ -302,7 +309,12 @@ impl<'o> Verifier<'o> {
                     && r.decision.as_str() == row.decision
             });
             if !agrees {
-                self.fail(link.seq, ProblemKind::Edited, line, "the record's indexed columns disagree with its content (edited)".to_owned());
+                self.fail(
+                    link.seq,
+                    ProblemKind::Edited,
+                    line,
+                    "the record's indexed columns disagree with its content (edited)".to_owned(),
+                );
                 return false;
             }
         }
@@ -333,7 +345,10 @@ impl<'o> Verifier<'o> {
             let what = if seal.seq == self.expected {
                 format!("record {} is missing (deleted); its seal is still there", seal.seq)
             } else {
-                format!("records {} to {} are missing (deleted); the seal for record {} is still there", self.expected, seal.seq, seal.seq)
+                format!(
+                    "records {} to {} are missing (deleted); the seal for record {} is still there",
+                    self.expected, seal.seq, seal.seq
+                )
             };
             self.fail(self.expected, ProblemKind::Missing, line, what);
             return false;
@@ -353,7 +368,12 @@ impl<'o> Verifier<'o> {
         }
         if let Some(key) = &self.options.public_key {
             if let Err(e) = key.check(seal) {
-                self.fail(from, ProblemKind::BadSeal, line, format!("the seal over records {from} to {}: {e}", seal.seq));
+                self.fail(
+                    from,
+                    ProblemKind::BadSeal,
+                    line,
+                    format!("the seal over records {from} to {}: {e}", seal.seq),
+                );
                 return false;
             }
         }
@@ -370,7 +390,9 @@ impl<'o> Verifier<'o> {
                 from,
                 ProblemKind::Unsealed,
                 None,
-                format!("records {from} to {to} are not sealed (the log was truncated, or the writer did not stop cleanly)"),
+                format!(
+                    "records {from} to {to} are not sealed (the log was truncated, or the writer did not stop cleanly)"
+                ),
             );
         }
         self.report.problem = self.problem;

@@ -258,7 +258,11 @@ impl Writer {
         let last_chain = self.chains.len().saturating_sub(1);
         let mut events = Some(events);
         for (index, chain) in self.chains.iter_mut().enumerate() {
-            let evs = if index == last_chain { events.take().unwrap_or_default() } else { events.clone().unwrap_or_default() };
+            let evs = if index == last_chain {
+                events.take().unwrap_or_default()
+            } else {
+                events.clone().unwrap_or_default()
+            };
             let (mut seq, mut prev) = match &chain.head {
                 Some(h) => (h.seq, h.hash.clone()),
                 None => (0, GENESIS_HASH.to_owned()),

@@ -7,9 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use moat_audit::{
-    generate_key_pair, verify_jsonl, verify_store, AuditEvent, AuditLog, AuditLogConfig,
-    AuditPrincipal, AuditSigner, AuditSink, AuditVerifyingKey, Decision, JsonlSink, ProblemKind,
-    StoreSink, VerifyOptions, VerifyReport,
+    generate_key_pair, verify_jsonl, verify_store, AuditEvent, AuditLog, AuditLogConfig, AuditPrincipal, AuditSigner,
+    AuditSink, AuditVerifyingKey, Decision, JsonlSink, ProblemKind, StoreSink, VerifyOptions, VerifyReport,
 };
 use moat_store::{AuditQuery, AuditStore, UnixMillis};
 
@@ -334,7 +333,11 @@ async fn no_secret_reaches_a_record() {
     log.append(e).await.unwrap();
     // Arguments included, as the caller redacted them.
     let e = event(2)
-        .with_arguments(&args, true, || serde_json::json!({"query": "select 1", "auth": "[REDACTED]", "key": "[REDACTED]"}))
+        .with_arguments(
+            &args,
+            true,
+            || serde_json::json!({"query": "select 1", "auth": "[REDACTED]", "key": "[REDACTED]"}),
+        )
         .unwrap();
     log.append(e).await.unwrap();
     log.shutdown().await.unwrap();
@@ -377,7 +380,11 @@ async fn the_sqlite_sink_verifies_and_answers_queries() {
     assert!(report.is_ok(), "{report:?}");
     assert_eq!((report.records, report.seals), (10, 3));
     let denied = audit
-        .query_audit(&AuditQuery { decision: Some("deny".into()), principal: Some("user-1".into()), ..AuditQuery::default() })
+        .query_audit(&AuditQuery {
+            decision: Some("deny".into()),
+            principal: Some("user-1".into()),
+            ..AuditQuery::default()
+        })
         .await
         .unwrap();
     assert_eq!(denied.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![3, 9]);

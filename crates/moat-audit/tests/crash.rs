@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use moat_audit::{
-    generate_key_pair, verify_jsonl, verify_store, AuditEvent, AuditLog, AuditLogConfig, AuditSigner,
-    AuditSink, AuditVerifyingKey, Decision, JsonlSink, StoreSink, VerifyOptions,
+    generate_key_pair, verify_jsonl, verify_store, AuditEvent, AuditLog, AuditLogConfig, AuditSigner, AuditSink,
+    AuditVerifyingKey, Decision, JsonlSink, StoreSink, VerifyOptions,
 };
 use moat_store::AuditStore;
 
@@ -87,7 +87,7 @@ async fn sigkill_under_load_loses_no_acknowledged_record() {
         }
     }
     child.kill().unwrap(); // SIGKILL
-    // Acknowledgements already printed still count.
+                           // Acknowledgements already printed still count.
     for line in lines.map_while(Result::ok) {
         if let Some(seq) = line.strip_prefix("ack ") {
             max_acked = max_acked.max(seq.parse().unwrap());

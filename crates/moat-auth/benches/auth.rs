@@ -14,8 +14,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use moat_auth::policy::{Action, Authorizer, Context, Resource, ToolAnnotations};
 use moat_auth::{
-    AuthMethod, BoxFuture, FetchError, HttpClient, HttpResponse, OAuthSettings, OAuthValidator,
-    Principal,
+    AuthMethod, BoxFuture, FetchError, HttpClient, HttpResponse, OAuthSettings, OAuthValidator, Principal,
 };
 use reqwest::Url;
 use ring::signature::KeyPair as _;
@@ -75,11 +74,8 @@ fn fixtures() -> Vec<(&'static str, String, Algorithm, &'static str, EncodingKey
     let rsa = EncodingKey::from_rsa_pem(rsa_pem.as_bytes()).unwrap();
     out.push(("rs256", rsa_jwks, Algorithm::RS256, "bench-rs256", rsa));
 
-    let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(
-        &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-        &rng,
-    )
-    .unwrap();
+    let pkcs8 =
+        ring::signature::EcdsaKeyPair::generate_pkcs8(&ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
     let pair = ring::signature::EcdsaKeyPair::from_pkcs8(
         &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
         pkcs8.as_ref(),
@@ -126,31 +122,22 @@ fn jwt_validation(c: &mut Criterion) {
     let mut repeated = c.benchmark_group("jwt_validate_repeated");
     for (name, v, tokens) in &validators {
         let token = &tokens[0];
-        repeated.bench_function(*name, |b| {
-            b.iter(|| rt.block_on(v.validate_token(std::hint::black_box(token))).unwrap())
-        });
+        repeated
+            .bench_function(*name, |b| b.iter(|| rt.block_on(v.validate_token(std::hint::black_box(token))).unwrap()));
     }
     repeated.finish();
 
     // Baseline in the same run: jsonwebtoken's decode alone (RSA signature check and claims
     // checks, key already parsed), i.e. the floor under `validate_token`.
-    let jwks: serde_json::Value =
-        serde_json::from_str(include_str!("fixtures/rs256-bench-jwks.json")).unwrap();
-    let key = jsonwebtoken::DecodingKey::from_rsa_components(
-        jwks["keys"][0]["n"].as_str().unwrap(),
-        "AQAB",
-    )
-    .unwrap();
+    let jwks: serde_json::Value = serde_json::from_str(include_str!("fixtures/rs256-bench-jwks.json")).unwrap();
+    let key = jsonwebtoken::DecodingKey::from_rsa_components(jwks["keys"][0]["n"].as_str().unwrap(), "AQAB").unwrap();
     let rsa = EncodingKey::from_rsa_pem(include_bytes!("fixtures/rs256-bench-key.pem")).unwrap();
     let token = sign(Algorithm::RS256, "bench-rs256", &rsa);
     let mut validation = jsonwebtoken::Validation::new(Algorithm::RS256);
     validation.set_audience(&[AUDIENCE]);
     validation.set_issuer(&[ISSUER]);
     c.bench_function("baseline_jsonwebtoken_decode_rs256", |b| {
-        b.iter(|| {
-            jsonwebtoken::decode::<serde_json::Value>(std::hint::black_box(&token), &key, &validation)
-                .unwrap()
-        })
+        b.iter(|| jsonwebtoken::decode::<serde_json::Value>(std::hint::black_box(&token), &key, &validation).unwrap())
     });
 }
 

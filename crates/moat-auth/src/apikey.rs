@@ -313,8 +313,7 @@ impl FileKeyStore {
     }
 
     fn save(&self, keys: Vec<ApiKeyRecord>) -> Result<(), KeyStoreError> {
-        let text = serde_json::to_string_pretty(&KeyFile { version: 1, keys })
-            .map_err(|e| self.write_err(e))?;
+        let text = serde_json::to_string_pretty(&KeyFile { version: 1, keys }).map_err(|e| self.write_err(e))?;
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::create_dir_all(dir).map_err(|e| self.write_err(e))?;
         }
@@ -359,10 +358,7 @@ impl KeyStore for FileKeyStore {
 
     fn revoke(&self, id: &str) -> Result<bool, KeyStoreError> {
         let mut keys = self.load()?.as_ref().clone();
-        let record = keys
-            .iter_mut()
-            .find(|r| r.id == id)
-            .ok_or_else(|| KeyStoreError::NotFound(id.to_owned()))?;
+        let record = keys.iter_mut().find(|r| r.id == id).ok_or_else(|| KeyStoreError::NotFound(id.to_owned()))?;
         if record.revoked_at.is_some() {
             return Ok(false);
         }

@@ -38,11 +38,8 @@ impl Authenticator {
 
     /// `mode = "api_key"`.
     pub fn api_key(keys: ApiKeyAuthenticator) -> Self {
-        let challenge = Arc::new(Challenge {
-            resource_metadata: None,
-            scope: Vec::new(),
-            realm: Some("moat".to_owned()),
-        });
+        let challenge =
+            Arc::new(Challenge { resource_metadata: None, scope: Vec::new(), realm: Some("moat".to_owned()) });
         Authenticator { mode: Arc::new(Mode::ApiKey { keys, challenge }) }
     }
 
@@ -153,10 +150,7 @@ mod tests {
         let e = rt.block_on(a.authenticate(&HeaderMap::new())).err();
         let parts = e.map(|e| e.into_response_parts());
         assert_eq!(parts.as_ref().map(|p| p.status), Some(StatusCode::UNAUTHORIZED));
-        assert_eq!(
-            parts.and_then(|p| p.www_authenticate),
-            Some(HeaderValue::from_static("Bearer realm=\"moat\""))
-        );
+        assert_eq!(parts.and_then(|p| p.www_authenticate), Some(HeaderValue::from_static("Bearer realm=\"moat\"")));
         let mut h = HeaderMap::new();
         h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer moat_0123456789abcdef_00"));
         let e = rt.block_on(a.authenticate(&h)).err();

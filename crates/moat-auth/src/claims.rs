@@ -28,11 +28,7 @@ pub struct ClaimMapping {
 
 impl ClaimMapping {
     /// The mapping for these settings; `client_id` selects Keycloak's client roles.
-    pub fn new(
-        roles_claims: Option<&[String]>,
-        groups_claims: Option<&[String]>,
-        client_id: Option<&str>,
-    ) -> Self {
+    pub fn new(roles_claims: Option<&[String]>, groups_claims: Option<&[String]>, client_id: Option<&str>) -> Self {
         let roles = match roles_claims {
             Some(paths) => paths.iter().map(|p| split_path(p)).collect(),
             None => {

@@ -75,9 +75,8 @@ pub fn oauth_settings(auth: &AuthConfig, public_url: &str, base_dir: &Path) -> R
     s.client_id = auth.client_id.clone();
     if let Some(reference) = &auth.client_secret {
         let secret = reference.resolve(base_dir).map_err(|e| BuildError::Secret(e.to_string()))?;
-        let text = secret
-            .expose_str()
-            .ok_or_else(|| BuildError::Secret(format!("secret `{reference}` is not UTF-8 text")))?;
+        let text =
+            secret.expose_str().ok_or_else(|| BuildError::Secret(format!("secret `{reference}` is not UTF-8 text")))?;
         s.client_secret = Some(ClientSecret::new(text));
     }
     s.required_scopes = auth.required_scopes.clone();

@@ -120,11 +120,7 @@ impl AuthError {
             },
             AuthError::InvalidToken { challenge, .. } => ResponseParts {
                 status: StatusCode::UNAUTHORIZED,
-                www_authenticate: Some(bearer_header(
-                    challenge,
-                    Some("invalid_token"),
-                    &challenge.scope,
-                )),
+                www_authenticate: Some(bearer_header(challenge, Some("invalid_token"), &challenge.scope)),
                 message: "invalid access token",
             },
             AuthError::InvalidRequest { challenge, .. } => ResponseParts {
@@ -143,11 +139,7 @@ impl AuthError {
                 }
                 ResponseParts {
                     status: StatusCode::FORBIDDEN,
-                    www_authenticate: Some(bearer_header(
-                        challenge,
-                        Some("insufficient_scope"),
-                        &scope,
-                    )),
+                    www_authenticate: Some(bearer_header(challenge, Some("insufficient_scope"), &scope)),
                     message: "insufficient scope",
                 }
             }
@@ -192,18 +184,12 @@ fn bearer_header(challenge: &Challenge, error: Option<&str>, scope: &[String]) -
     if let Some(url) = &challenge.resource_metadata {
         params.push(format!("resource_metadata=\"{}\"", quote_safe(url)));
     }
-    let value = if params.is_empty() {
-        "Bearer".to_owned()
-    } else {
-        format!("Bearer {}", params.join(", "))
-    };
+    let value = if params.is_empty() { "Bearer".to_owned() } else { format!("Bearer {}", params.join(", ")) };
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
 }
 
 fn quote_safe(s: &str) -> String {
-    s.chars()
-        .filter(|c| *c != '"' && *c != '\\' && (' '..='~').contains(c))
-        .collect()
+    s.chars().filter(|c| *c != '"' && *c != '\\' && (' '..='~').contains(c)).collect()
 }
 
 /// A problem in the authentication or policy settings, found when they are built.
@@ -229,19 +215,14 @@ mod tests {
 
     fn challenge() -> Arc<Challenge> {
         Arc::new(Challenge {
-            resource_metadata: Some(
-                "https://moat.example/.well-known/oauth-protected-resource/mcp".into(),
-            ),
+            resource_metadata: Some("https://moat.example/.well-known/oauth-protected-resource/mcp".into()),
             scope: vec!["mcp:read".into()],
             realm: None,
         })
     }
 
     fn header(e: &AuthError) -> String {
-        e.into_response_parts()
-            .www_authenticate
-            .and_then(|h| h.to_str().ok().map(str::to_owned))
-            .unwrap_or_default()
+        e.into_response_parts().www_authenticate.and_then(|h| h.to_str().ok().map(str::to_owned)).unwrap_or_default()
     }
 
     #[test]
@@ -265,22 +246,15 @@ mod tests {
 
     #[test]
     fn insufficient_scope_is_403_and_asks_for_the_union() {
-        let e = AuthError::InsufficientScope {
-            missing: vec!["mcp:admin".into()],
-            challenge: challenge(),
-        };
+        let e = AuthError::InsufficientScope { missing: vec!["mcp:admin".into()], challenge: challenge() };
         assert_eq!(e.into_response_parts().status, StatusCode::FORBIDDEN);
-        assert!(header(&e)
-            .starts_with("Bearer error=\"insufficient_scope\", scope=\"mcp:read mcp:admin\""));
+        assert!(header(&e).starts_with("Bearer error=\"insufficient_scope\", scope=\"mcp:read mcp:admin\""));
     }
 
     #[test]
     fn quotes_cannot_break_the_header() {
-        let c = Arc::new(Challenge {
-            resource_metadata: Some("https://x/\"evil\\".into()),
-            scope: vec![],
-            realm: None,
-        });
+        let c =
+            Arc::new(Challenge { resource_metadata: Some("https://x/\"evil\\".into()), scope: vec![], realm: None });
         let e = AuthError::MissingToken { challenge: c };
         assert_eq!(header(&e), "Bearer resource_metadata=\"https://x/evil\"");
     }

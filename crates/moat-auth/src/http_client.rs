@@ -81,11 +81,7 @@ impl HttpClient for ReqwestClient {
         basic_auth: Option<(&'a str, &'a str)>,
     ) -> BoxFuture<'a, Result<HttpResponse, FetchError>> {
         Box::pin(async move {
-            let mut req = self
-                .client
-                .post(url.clone())
-                .header("accept", "application/json")
-                .form(form);
+            let mut req = self.client.post(url.clone()).header("accept", "application/json").form(form);
             if let Some((id, secret)) = basic_auth {
                 let id = form_urlencode(id);
                 let secret = Zeroizing::new(form_urlencode(secret));

@@ -84,10 +84,7 @@ impl Introspector {
             .await
             .map_err(|e| IntrospectionError::Unavailable(e.to_string()))?;
         if resp.status != 200 {
-            return Err(IntrospectionError::Unavailable(format!(
-                "introspection answered status {}",
-                resp.status
-            )));
+            return Err(IntrospectionError::Unavailable(format!("introspection answered status {}", resp.status)));
         }
         let answer: Map<String, Value> = serde_json::from_slice(&resp.body)
             .map_err(|_| IntrospectionError::Unavailable("introspection answer is not a json object".into()))?;
@@ -212,7 +209,10 @@ mod tests {
     }
 
     fn run<T>(f: impl std::future::Future<Output = T>) -> T {
-        tokio::runtime::Builder::new_current_thread().build().map(|rt| rt.block_on(f)).unwrap_or_else(|_| unreachable!())
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map(|rt| rt.block_on(f))
+            .unwrap_or_else(|_| unreachable!())
     }
 
     #[test]
@@ -238,10 +238,22 @@ mod tests {
             (serde_json::json!({"active": false}), InvalidTokenReason::Inactive),
             (serde_json::json!({"active": "true", "aud": "https://moat.example/mcp"}), InvalidTokenReason::Inactive),
             (serde_json::json!({"active": true, "sub": "a"}), InvalidTokenReason::MissingClaim("aud")),
-            (serde_json::json!({"active": true, "sub": "a", "aud": ["https://other.example"]}), InvalidTokenReason::WrongAudience),
-            (serde_json::json!({"active": true, "sub": "a", "aud": "https://moat.example/mcp", "iss": "https://evil.example"}), InvalidTokenReason::WrongIssuer),
-            (serde_json::json!({"active": true, "sub": "a", "aud": "https://moat.example/mcp", "exp": now - 3600}), InvalidTokenReason::Expired),
-            (serde_json::json!({"active": true, "sub": "a", "aud": "https://moat.example/mcp", "nbf": now + 3600}), InvalidTokenReason::NotYetValid),
+            (
+                serde_json::json!({"active": true, "sub": "a", "aud": ["https://other.example"]}),
+                InvalidTokenReason::WrongAudience,
+            ),
+            (
+                serde_json::json!({"active": true, "sub": "a", "aud": "https://moat.example/mcp", "iss": "https://evil.example"}),
+                InvalidTokenReason::WrongIssuer,
+            ),
+            (
+                serde_json::json!({"active": true, "sub": "a", "aud": "https://moat.example/mcp", "exp": now - 3600}),
+                InvalidTokenReason::Expired,
+            ),
+            (
+                serde_json::json!({"active": true, "sub": "a", "aud": "https://moat.example/mcp", "nbf": now + 3600}),
+                InvalidTokenReason::NotYetValid,
+            ),
         ];
         for (answer, want) in cases {
             let (i, _) = introspector(answer.clone());

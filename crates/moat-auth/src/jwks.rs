@@ -70,11 +70,7 @@ impl KeySet {
         match kid {
             Some(kid) => self.by_kid.get(kid).cloned(),
             None => {
-                let mut candidates = self
-                    .by_kid
-                    .values()
-                    .chain(self.without_kid.iter())
-                    .filter(|k| k.accepts(alg));
+                let mut candidates = self.by_kid.values().chain(self.without_kid.iter()).filter(|k| k.accepts(alg));
                 match (candidates.next(), candidates.next()) {
                     (Some(only), None) => Some(Arc::clone(only)),
                     _ => None,
@@ -95,10 +91,7 @@ impl KeySet {
 /// When the document is not a JSON object with a `keys` array.
 pub(crate) fn parse_jwks(body: &[u8]) -> Result<KeySet, String> {
     let doc: Value = serde_json::from_slice(body).map_err(|_| "jwks is not json".to_owned())?;
-    let keys = doc
-        .get("keys")
-        .and_then(Value::as_array)
-        .ok_or_else(|| "jwks has no `keys` array".to_owned())?;
+    let keys = doc.get("keys").and_then(Value::as_array).ok_or_else(|| "jwks has no `keys` array".to_owned())?;
     let mut set = KeySet::default();
     for jwk in keys.iter().take(MAX_KEYS) {
         let Some(key) = parse_jwk(jwk) else { continue };
@@ -240,11 +233,7 @@ impl JwksCache {
     }
 
     /// The key to verify a token with `kid` and `alg`.
-    pub(crate) async fn key_for(
-        &self,
-        kid: Option<&str>,
-        alg: Algorithm,
-    ) -> Result<Arc<VerifierKey>, KeyLookupError> {
+    pub(crate) async fn key_for(&self, kid: Option<&str>, alg: Algorithm) -> Result<Arc<VerifierKey>, KeyLookupError> {
         let (found, fresh, have_keys) = self.lookup(kid, alg);
         if let (Some(key), true) = (&found, fresh) {
             return Ok(Arc::clone(key));

@@ -25,8 +25,7 @@ pub(crate) struct JoseHeader {
 /// introspection; it proves nothing.
 pub(crate) fn looks_like_jwt(token: &str) -> bool {
     let mut parts = token.split('.');
-    let (Some(h), Some(_), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(h), Some(_), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return false;
     };
     decode_header_json(h).is_some_and(|v| v.contains_key("alg"))
@@ -51,8 +50,7 @@ fn decode_header_json(segment: &str) -> Option<Map<String, Value>> {
 /// extensions, so RFC 7515 §4.1.11 says refuse) or a `typ` that is not a JWT access token.
 pub(crate) fn parse_header(token: &str) -> Result<JoseHeader, InvalidTokenReason> {
     let mut parts = token.split('.');
-    let (Some(h), Some(_), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(h), Some(_), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(InvalidTokenReason::Malformed);
     };
     let header = decode_header_json(h).ok_or(InvalidTokenReason::Malformed)?;
@@ -63,11 +61,7 @@ pub(crate) fn parse_header(token: &str) -> Result<JoseHeader, InvalidTokenReason
         "PS256" => Algorithm::PS256,
         "ES256" => Algorithm::ES256,
         "EdDSA" => Algorithm::EdDSA,
-        other => {
-            return Err(InvalidTokenReason::UnsupportedAlgorithm(
-                other.chars().take(32).collect(),
-            ))
-        }
+        other => return Err(InvalidTokenReason::UnsupportedAlgorithm(other.chars().take(32).collect())),
     };
     if header.contains_key("crit") {
         return Err(InvalidTokenReason::Malformed);
@@ -118,23 +112,25 @@ pub(crate) fn verify(
     validation.set_issuer(&[rules.issuer.as_str()]);
     validation.set_audience(&[rules.audience.as_str()]);
     validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-    let data = jsonwebtoken::decode::<Map<String, Value>>(token, key.decoding_key(), &validation)
-        .map_err(|e| match e.kind() {
-            ErrorKind::InvalidSignature | ErrorKind::Crypto(_) => InvalidTokenReason::BadSignature,
-            ErrorKind::ExpiredSignature => InvalidTokenReason::Expired,
-            ErrorKind::ImmatureSignature => InvalidTokenReason::NotYetValid,
-            ErrorKind::InvalidIssuer => InvalidTokenReason::WrongIssuer,
-            ErrorKind::InvalidAudience => InvalidTokenReason::WrongAudience,
-            ErrorKind::MissingRequiredClaim(c) => InvalidTokenReason::MissingClaim(match c.as_str() {
-                "exp" => "exp",
-                "iss" => "iss",
-                "aud" => "aud",
-                _ => "required claim",
-            }),
-            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-                InvalidTokenReason::KeyAlgorithmMismatch
+    let data =
+        jsonwebtoken::decode::<Map<String, Value>>(token, key.decoding_key(), &validation).map_err(|e| {
+            match e.kind() {
+                ErrorKind::InvalidSignature | ErrorKind::Crypto(_) => InvalidTokenReason::BadSignature,
+                ErrorKind::ExpiredSignature => InvalidTokenReason::Expired,
+                ErrorKind::ImmatureSignature => InvalidTokenReason::NotYetValid,
+                ErrorKind::InvalidIssuer => InvalidTokenReason::WrongIssuer,
+                ErrorKind::InvalidAudience => InvalidTokenReason::WrongAudience,
+                ErrorKind::MissingRequiredClaim(c) => InvalidTokenReason::MissingClaim(match c.as_str() {
+                    "exp" => "exp",
+                    "iss" => "iss",
+                    "aud" => "aud",
+                    _ => "required claim",
+                }),
+                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                    InvalidTokenReason::KeyAlgorithmMismatch
+                }
+                _ => InvalidTokenReason::Malformed,
             }
-            _ => InvalidTokenReason::Malformed,
         })?;
     Ok(data.claims)
 }
@@ -156,11 +152,7 @@ mod tests {
         }
         for alg in ["none", "None", "HS256", "HS512", "RS384", "ES512", "RSA-OAEP"] {
             let t = token_with_header(&format!(r#"{{"alg":"{alg}"}}"#));
-            assert_eq!(
-                parse_header(&t),
-                Err(InvalidTokenReason::UnsupportedAlgorithm(alg.to_owned())),
-                "{alg}"
-            );
+            assert_eq!(parse_header(&t), Err(InvalidTokenReason::UnsupportedAlgorithm(alg.to_owned())), "{alg}");
         }
     }
 
@@ -174,10 +166,7 @@ mod tests {
         let jwe = token_with_header(r#"{"alg":"RS256","typ":"JWE"}"#);
         assert_eq!(parse_header(&jwe), Err(InvalidTokenReason::Malformed));
         let at = token_with_header(r#"{"alg":"RS256","typ":"at+jwt","kid":"k1"}"#);
-        assert_eq!(
-            parse_header(&at),
-            Ok(JoseHeader { alg: Algorithm::RS256, kid: Some("k1".into()) })
-        );
+        assert_eq!(parse_header(&at), Ok(JoseHeader { alg: Algorithm::RS256, kid: Some("k1".into()) }));
         assert!(looks_like_jwt(&at));
         assert!(!looks_like_jwt("opaque-token-value"));
         assert!(!looks_like_jwt("a.b.c"));

@@ -62,6 +62,5 @@ pub use oauth::OAuthValidator;
 pub use principal::{AuthMethod, Principal};
 pub use scopes::{check_scopes, InsufficientScope};
 pub use settings::{
-    is_loopback_url, require_https_or_loopback, ClientSecret, OAuthSettings, DEFAULT_LEEWAY_SECONDS,
-    MAX_LEEWAY_SECONDS,
+    is_loopback_url, require_https_or_loopback, ClientSecret, OAuthSettings, DEFAULT_LEEWAY_SECONDS, MAX_LEEWAY_SECONDS,
 };

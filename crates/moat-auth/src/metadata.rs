@@ -61,15 +61,10 @@ impl WellKnownPaths {
     /// # Errors
     /// When `public_url` is not an absolute http(s) URL.
     pub fn for_public_url(public_url: &str) -> Result<Self, ConfigError> {
-        let url = Url::parse(public_url).map_err(|_| ConfigError::InvalidUrl {
-            key: "gateway.public_url",
-            url: public_url.to_owned(),
-        })?;
+        let url = Url::parse(public_url)
+            .map_err(|_| ConfigError::InvalidUrl { key: "gateway.public_url", url: public_url.to_owned() })?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(ConfigError::InvalidUrl {
-                key: "gateway.public_url",
-                url: public_url.to_owned(),
-            });
+            return Err(ConfigError::InvalidUrl { key: "gateway.public_url", url: public_url.to_owned() });
         }
         let path = url.path().trim_end_matches('/');
         let path_inserted = format!("{WELL_KNOWN}{path}");
@@ -95,8 +90,7 @@ mod tests {
             Some(WellKnownPaths {
                 path_inserted: "/.well-known/oauth-protected-resource/mcp".into(),
                 root: "/.well-known/oauth-protected-resource".into(),
-                resource_metadata_url:
-                    "https://moat.example:8443/.well-known/oauth-protected-resource/mcp".into(),
+                resource_metadata_url: "https://moat.example:8443/.well-known/oauth-protected-resource/mcp".into(),
             })
         );
     }
@@ -113,8 +107,7 @@ mod tests {
         let mut s = OAuthSettings::new("https://moat.example/mcp", Some("https://as.example".into()));
         s.required_scopes = vec!["mcp:read".into()];
         let json: serde_json::Value =
-            serde_json::from_str(&ProtectedResourceMetadata::from_settings(&s).to_json())
-                .unwrap_or_default();
+            serde_json::from_str(&ProtectedResourceMetadata::from_settings(&s).to_json()).unwrap_or_default();
         assert_eq!(json["resource"], "https://moat.example/mcp");
         assert_eq!(json["authorization_servers"], serde_json::json!(["https://as.example"]));
         assert_eq!(json["scopes_supported"], serde_json::json!(["mcp:read"]));

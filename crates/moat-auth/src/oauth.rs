@@ -52,9 +52,9 @@ impl OAuthValidator {
         let (rules, jwks) = match &settings.issuer {
             Some(issuer) => {
                 let source = match &settings.jwks_uri {
-                    Some(uri) => JwksSource::Configured(
-                        require_https_or_loopback("auth.jwks_uri", uri).map_err(|e| vec![e])?,
-                    ),
+                    Some(uri) => {
+                        JwksSource::Configured(require_https_or_loopback("auth.jwks_uri", uri).map_err(|e| vec![e])?)
+                    }
                     None => JwksSource::Discover { issuer: issuer.clone() },
                 };
                 let rules = ClaimRules {
@@ -62,12 +62,8 @@ impl OAuthValidator {
                     audience: audience.clone(),
                     leeway_seconds: settings.leeway_seconds,
                 };
-                let cache = JwksCache::new(
-                    Arc::clone(&http),
-                    source,
-                    settings.jwks_refetch_interval,
-                    settings.jwks_max_age,
-                );
+                let cache =
+                    JwksCache::new(Arc::clone(&http), source, settings.jwks_refetch_interval, settings.jwks_max_age);
                 (Some(rules), Some(cache))
             }
             None => (None, None),
@@ -149,8 +145,7 @@ impl OAuthValidator {
                 KeyLookupError::Unavailable(detail) => AuthError::Unavailable { detail },
             })?;
             let claims = jwt::verify(token, &header, &key, rules).map_err(|r| self.invalid(r))?;
-            let principal =
-                inner.mapping.principal(&claims, AuthMethod::Jwt).map_err(|r| self.invalid(r))?;
+            let principal = inner.mapping.principal(&claims, AuthMethod::Jwt).map_err(|r| self.invalid(r))?;
             if let Some(exp) = claims.get("exp").and_then(serde_json::Value::as_u64) {
                 // Until the moment verification itself would start refusing it.
                 let until = exp.saturating_add(rules.leeway_seconds);

@@ -22,9 +22,9 @@ use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use cedar_policy::{
-    ActionConstraint, Context as CedarContext, Decision as CedarDecision, Entities, Entity,
-    EntityId, EntityTypeName, EntityUid, Policy, PolicyId, PolicySet, Request, ResourceConstraint,
-    RestrictedExpression, Schema, ValidationMode, Validator,
+    ActionConstraint, Context as CedarContext, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName,
+    EntityUid, Policy, PolicyId, PolicySet, Request, ResourceConstraint, RestrictedExpression, Schema, ValidationMode,
+    Validator,
 };
 use miette::Diagnostic;
 use serde_json::{Map, Value};
@@ -280,13 +280,10 @@ impl Authorizer {
             let mut search_from = 0;
             for policy in parsed.policies() {
                 let src = policy.to_string();
-                let line = text
-                    .get(search_from..)
-                    .and_then(|rest| rest.find(src.as_str()))
-                    .map(|offset| {
-                        search_from += offset + src.len();
-                        line_of(text, search_from - src.len())
-                    });
+                let line = text.get(search_from..).and_then(|rest| rest.find(src.as_str())).map(|offset| {
+                    search_from += offset + src.len();
+                    line_of(text, search_from - src.len())
+                });
                 let id = match policy.annotation("id") {
                     Some(id) => id.to_owned(),
                     None => match line {
@@ -360,9 +357,7 @@ impl fmt::Debug for Authorizer {
 
 impl Types {
     fn new() -> Result<Self, String> {
-        let t = |name: &str| {
-            EntityTypeName::from_str(name).map_err(|e| format!("bad entity type `{name}`: {e}"))
-        };
+        let t = |name: &str| EntityTypeName::from_str(name).map_err(|e| format!("bad entity type `{name}`: {e}"));
         let action_type = t("Moat::Action")?;
         let mut actions = HashMap::new();
         for a in [
@@ -373,10 +368,7 @@ impl Types {
             Action::ListPrompts,
             Action::ListResources,
         ] {
-            actions.insert(
-                a,
-                EntityUid::from_type_name_and_id(action_type.clone(), EntityId::new(a.as_str())),
-            );
+            actions.insert(a, EntityUid::from_type_name_and_id(action_type.clone(), EntityId::new(a.as_str())));
         }
         Ok(Types {
             principal: t("Moat::Principal")?,
@@ -410,9 +402,8 @@ impl Loaded {
         }
         let uid = |ty: &EntityTypeName, id: &str| EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id));
         let s = |v: &str| RestrictedExpression::new_string(v.to_owned());
-        let set = |items: &std::collections::BTreeSet<String>| {
-            RestrictedExpression::new_set(items.iter().map(|i| s(i)))
-        };
+        let set =
+            |items: &std::collections::BTreeSet<String>| RestrictedExpression::new_set(items.iter().map(|i| s(i)));
 
         // Principal.
         let principal_uid = uid(&t.principal, &principal.key());
@@ -431,8 +422,7 @@ impl Loaded {
             attrs.insert("issuer".into(), s(iss));
         }
         attrs.insert("auth_method".into(), s(principal.auth_method.as_str()));
-        let principal_entity =
-            Entity::new(principal_uid.clone(), attrs, HashSet::new()).map_err(|e| e.to_string())?;
+        let principal_entity = Entity::new(principal_uid.clone(), attrs, HashSet::new()).map_err(|e| e.to_string())?;
 
         // Resource, in its upstream.
         let (upstream, resource_uid, resource_attrs) = match resource {
@@ -449,23 +439,17 @@ impl Loaded {
                 (*upstream, uid(&t.tool, &format!("{upstream}/{name}")), attrs)
             }
             Resource::Prompt { upstream, name } => {
-                let attrs =
-                    HashMap::from([("name".to_owned(), s(name)), ("upstream".to_owned(), s(upstream))]);
+                let attrs = HashMap::from([("name".to_owned(), s(name)), ("upstream".to_owned(), s(upstream))]);
                 (*upstream, uid(&t.prompt, &format!("{upstream}/{name}")), attrs)
             }
             Resource::Resource { upstream, uri } => {
-                let attrs =
-                    HashMap::from([("uri".to_owned(), s(uri)), ("upstream".to_owned(), s(upstream))]);
+                let attrs = HashMap::from([("uri".to_owned(), s(uri)), ("upstream".to_owned(), s(upstream))]);
                 (*upstream, uid(&t.resource, &format!("{upstream}/{uri}")), attrs)
             }
         };
         let upstream_uid = uid(&t.upstream, upstream);
-        let resource_entity = Entity::new(
-            resource_uid.clone(),
-            resource_attrs,
-            HashSet::from([upstream_uid.clone()]),
-        )
-        .map_err(|e| e.to_string())?;
+        let resource_entity = Entity::new(resource_uid.clone(), resource_attrs, HashSet::from([upstream_uid.clone()]))
+            .map_err(|e| e.to_string())?;
         let upstream_entity = Entity::new_no_attrs(upstream_uid, HashSet::new());
 
         // Arguments, as tags of one entity (and their names as an attribute), so that the
@@ -489,11 +473,7 @@ impl Loaded {
 
         let cedar_context = self.context(context, arguments_uid)?;
 
-        let action_uid = t
-            .actions
-            .get(&action)
-            .cloned()
-            .ok_or_else(|| "unknown action".to_owned())?;
+        let action_uid = t.actions.get(&action).cloned().ok_or_else(|| "unknown action".to_owned())?;
         // The request is built by us from the schema's own types, and every policy was
         // validated against the schema in strict mode; validating each request again would
         // only cost time. A mistake here shows up as an evaluation error, which denies.
@@ -501,11 +481,9 @@ impl Loaded {
             .map_err(|e| e.to_string())?;
         // Entities are built by us with the schema's types; checking them against the schema
         // again on every request would double the cost for nothing.
-        let entities = Entities::from_entities(
-            [principal_entity, resource_entity, upstream_entity, arguments_entity],
-            None,
-        )
-        .map_err(|e| e.to_string())?;
+        let entities =
+            Entities::from_entities([principal_entity, resource_entity, upstream_entity, arguments_entity], None)
+                .map_err(|e| e.to_string())?;
 
         let slice = self.slice(action, &action_uid, upstream, resource_kind(resource, t))?;
         let response = self.authorizer.is_authorized(&request, &slice, &entities);
@@ -572,8 +550,7 @@ impl Loaded {
                 return Ok(Arc::clone(slice));
             }
         }
-        let upstream_uid =
-            EntityUid::from_type_name_and_id(self.types.upstream.clone(), EntityId::new(upstream));
+        let upstream_uid = EntityUid::from_type_name_and_id(self.types.upstream.clone(), EntityId::new(upstream));
         let policies: Vec<Policy> = self
             .policies
             .policies()
@@ -663,12 +640,7 @@ fn rfc3339_utc(unix: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        (secs % 3600) / 60,
-        secs % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, (secs % 3600) / 60, secs % 60)
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -676,10 +648,7 @@ fn line_of(text: &str, offset: usize) -> usize {
 }
 
 fn problem_from_diagnostic(file: &str, text: &str, d: &(impl Diagnostic + fmt::Display + ?Sized)) -> PolicyProblem {
-    let line = d
-        .labels()
-        .and_then(|mut labels| labels.next())
-        .map(|label| line_of(text, label.offset()));
+    let line = d.labels().and_then(|mut labels| labels.next()).map(|label| line_of(text, label.offset()));
     let mut message = d.to_string();
     if let Some(help) = d.help() {
         message.push_str(&format!(" (help: {help})"));
@@ -719,7 +688,9 @@ mod tests {
     #[test]
     fn no_policies_permits_everything() {
         let a = Authorizer::permit_all();
-        assert!(a.is_authorized(&principal(&[]), Action::CallTool, &tool("u", "t", false), &Context::now()).is_allowed());
+        assert!(a
+            .is_authorized(&principal(&[]), Action::CallTool, &tool("u", "t", false), &Context::now())
+            .is_allowed());
         let empty: [&str; 0] = [];
         assert!(!Authorizer::from_files(&empty).map(|a| a.has_policies()).unwrap_or(true));
     }
@@ -779,7 +750,8 @@ forbid(principal, action, resource) when { context.unix_time * 100000000000 > 0 
 
     #[test]
     fn unguarded_tag_access_is_a_load_error_and_guarded_access_works() {
-        let e = load("permit(principal, action, resource)\nwhen { context.arguments.getTag(\"path\") like \"/srv/*\" };");
+        let e =
+            load("permit(principal, action, resource)\nwhen { context.arguments.getTag(\"path\") like \"/srv/*\" };");
         assert!(e.is_err());
         let a = load(
             r#"
@@ -796,17 +768,20 @@ when { context.arguments.hasTag("path") && context.arguments.getTag("path") like
         assert!(!decide(serde_json::json!({"path": "/etc/passwd"})));
         assert!(decide(serde_json::json!({"path": "/srv/x"})));
         assert!(decide(serde_json::json!({"other": 1})));
-        let names = load(
-            r#"permit(principal, action, resource) when { context.arguments.names.contains("confirm") };"#,
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let names =
+            load(r#"permit(principal, action, resource) when { context.arguments.names.contains("confirm") };"#)
+                .unwrap_or_else(|e| panic!("{e}"));
         fn ctx(v: &serde_json::Value) -> Context<'_> {
             Context { arguments: v.as_object(), ..Context::now() }
         }
         let with = serde_json::json!({"confirm": true, "n": 1});
         let without = serde_json::json!({"n": 1});
-        assert!(names.is_authorized(&principal(&[]), Action::CallTool, &tool("u", "t", true), &ctx(&with)).is_allowed());
-        assert!(!names.is_authorized(&principal(&[]), Action::CallTool, &tool("u", "t", true), &ctx(&without)).is_allowed());
+        assert!(names
+            .is_authorized(&principal(&[]), Action::CallTool, &tool("u", "t", true), &ctx(&with))
+            .is_allowed());
+        assert!(!names
+            .is_authorized(&principal(&[]), Action::CallTool, &tool("u", "t", true), &ctx(&without))
+            .is_allowed());
     }
 
     #[test]
@@ -830,7 +805,9 @@ when { context has source_ip && context.source_ip.isInRange(ip("10.0.0.0/8"))
         let outside = Context { source_ip: "192.0.2.1".parse().ok(), ..Context::now() };
         assert!(a.is_authorized(&principal(&[]), Action::ListTools, &tool("u", "t", true), &inside).is_allowed());
         assert!(!a.is_authorized(&principal(&[]), Action::ListTools, &tool("u", "t", true), &outside).is_allowed());
-        assert!(!a.is_authorized(&principal(&[]), Action::ListTools, &tool("u", "t", true), &Context::now()).is_allowed());
+        assert!(!a
+            .is_authorized(&principal(&[]), Action::ListTools, &tool("u", "t", true), &Context::now())
+            .is_allowed());
     }
 
     #[test]
@@ -868,7 +845,9 @@ permit(principal, action, resource == Moat::Tool::"d/t");
         assert_eq!(decide(Action::GetPrompt, &prompt), allow("prompts"));
         assert!(!decide(Action::ListPrompts, &prompt).is_allowed());
         // The erroring forbid only matters on its own upstream.
-        assert!(matches!(decide(Action::CallTool, &tool("c", "t", true)), Decision::Deny { errors, .. } if !errors.is_empty()));
+        assert!(
+            matches!(decide(Action::CallTool, &tool("c", "t", true)), Decision::Deny { errors, .. } if !errors.is_empty())
+        );
         assert_eq!(decide(Action::CallTool, &tool("d", "t", true)), allow("exact-tool"));
         assert!(!decide(Action::CallTool, &tool("d", "u", true)).is_allowed());
         // Asking again uses the cached slices and gives the same answers.

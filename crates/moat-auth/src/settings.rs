@@ -147,10 +147,7 @@ impl OAuthSettings {
         let mut errors = Vec::new();
         match Url::parse(&self.public_url) {
             Ok(u) if matches!(u.scheme(), "https" | "http") && u.host_str().is_some() => {}
-            _ => errors.push(ConfigError::InvalidUrl {
-                key: "gateway.public_url",
-                url: self.public_url.clone(),
-            }),
+            _ => errors.push(ConfigError::InvalidUrl { key: "gateway.public_url", url: self.public_url.clone() }),
         }
         let urls = [
             ("auth.issuer", &self.issuer),
@@ -183,23 +180,14 @@ impl OAuthSettings {
         }
         if self.introspection_url.is_some() {
             if self.client_id.is_none() {
-                errors.push(ConfigError::Missing {
-                    key: "auth.client_id",
-                    when: "`introspection_url` is set",
-                });
+                errors.push(ConfigError::Missing { key: "auth.client_id", when: "`introspection_url` is set" });
             }
             if self.client_secret.is_none() {
-                errors.push(ConfigError::Missing {
-                    key: "auth.client_secret",
-                    when: "`introspection_url` is set",
-                });
+                errors.push(ConfigError::Missing { key: "auth.client_secret", when: "`introspection_url` is set" });
             }
         }
         if self.leeway_seconds > MAX_LEEWAY_SECONDS {
-            errors.push(ConfigError::LeewayTooLarge {
-                value: self.leeway_seconds,
-                max: MAX_LEEWAY_SECONDS,
-            });
+            errors.push(ConfigError::LeewayTooLarge { value: self.leeway_seconds, max: MAX_LEEWAY_SECONDS });
         }
         if self.effective_audience().is_empty() {
             errors.push(ConfigError::Invalid { key: "auth.audience", detail: "empty".into() });
@@ -232,8 +220,7 @@ fn is_scope_char(b: u8) -> bool {
 /// [`ConfigError::InvalidUrl`] or [`ConfigError::InsecureUrl`], naming `key`.
 pub fn require_https_or_loopback(key: &'static str, url: &str) -> Result<Url, ConfigError> {
     let parsed = Url::parse(url).map_err(|_| ConfigError::InvalidUrl { key, url: url.to_owned() })?;
-    if parsed.host_str().is_none() || !parsed.username().is_empty() || parsed.password().is_some()
-    {
+    if parsed.host_str().is_none() || !parsed.username().is_empty() || parsed.password().is_some() {
         return Err(ConfigError::InvalidUrl { key, url: url.to_owned() });
     }
     match parsed.scheme() {
@@ -269,22 +256,13 @@ mod tests {
             require_https_or_loopback("k", "http://login.example/"),
             Err(ConfigError::InsecureUrl { .. })
         ));
-        assert!(matches!(
-            require_https_or_loopback("k", "http://10.0.0.1/"),
-            Err(ConfigError::InsecureUrl { .. })
-        ));
+        assert!(matches!(require_https_or_loopback("k", "http://10.0.0.1/"), Err(ConfigError::InsecureUrl { .. })));
         assert!(matches!(
             require_https_or_loopback("k", "http://localhost.evil.example/"),
             Err(ConfigError::InsecureUrl { .. })
         ));
-        assert!(matches!(
-            require_https_or_loopback("k", "ftp://x/"),
-            Err(ConfigError::InsecureUrl { .. })
-        ));
-        assert!(matches!(
-            require_https_or_loopback("k", "not a url"),
-            Err(ConfigError::InvalidUrl { .. })
-        ));
+        assert!(matches!(require_https_or_loopback("k", "ftp://x/"), Err(ConfigError::InsecureUrl { .. })));
+        assert!(matches!(require_https_or_loopback("k", "not a url"), Err(ConfigError::InvalidUrl { .. })));
     }
 
     #[test]

@@ -86,10 +86,7 @@ fn destructive_tools_need_admin_even_when_another_policy_permits() {
     let wipe = tool("payments", "wipe", serde_json::json!({}));
     // The team policy permits the payments upstream, but the forbid wins for destructive tools.
     let d = a.is_authorized(&payments, Action::CallTool, &refund, &Context::now());
-    assert_eq!(
-        d,
-        Decision::Deny { reasons: vec!["destructive-tools-need-admin".into()], errors: vec![] }
-    );
+    assert_eq!(d, Decision::Deny { reasons: vec!["destructive-tools-need-admin".into()], errors: vec![] });
     assert!(!allowed(&a, &payments, Action::CallTool, &wipe));
     assert!(allowed(&a, &payments, Action::CallTool, &balance));
     // Listing is not calling: the team still sees the tool.

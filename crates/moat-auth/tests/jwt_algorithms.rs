@@ -11,8 +11,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use moat_auth::{
-    AuthError, BoxFuture, FetchError, HttpClient, HttpResponse, InvalidTokenReason, OAuthSettings,
-    OAuthValidator,
+    AuthError, BoxFuture, FetchError, HttpClient, HttpResponse, InvalidTokenReason, OAuthSettings, OAuthValidator,
 };
 use reqwest::Url;
 use ring::signature::KeyPair as _;
@@ -148,10 +147,7 @@ fn every_accepted_algorithm_verifies_with_its_key_type_only() {
     // Algorithms outside the list, even with a matching key family.
     for alg in [Algorithm::RS384, Algorithm::RS512, Algorithm::PS512] {
         let t = sign(alg, Some("rsa-any"), &k.rsa);
-        assert!(matches!(
-            reason(rt.block_on(v.validate_token(&t))),
-            InvalidTokenReason::UnsupportedAlgorithm(_)
-        ));
+        assert!(matches!(reason(rt.block_on(v.validate_token(&t))), InvalidTokenReason::UnsupportedAlgorithm(_)));
     }
 }
 
@@ -175,12 +171,8 @@ fn a_token_without_kid_needs_exactly_one_candidate_key() {
 #[test]
 fn an_insecure_issuer_fails_at_construction() {
     let http = Arc::new(Memory { jwks: std::sync::Mutex::new(json!({})), gets: AtomicUsize::new(0) });
-    let errors = OAuthValidator::new(
-        OAuthSettings::new(AUDIENCE, Some("http://login.example.com".into())),
-        http,
-    )
-    .err()
-    .unwrap();
+    let errors =
+        OAuthValidator::new(OAuthSettings::new(AUDIENCE, Some("http://login.example.com".into())), http).err().unwrap();
     assert!(errors.iter().any(|e| e.to_string().contains("must use https")), "{errors:?}");
 }
 

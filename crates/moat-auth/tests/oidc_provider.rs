@@ -22,8 +22,8 @@ use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use moat_auth::{
-    AuthError, AuthMethod, Authenticator, BoxFuture, ClientSecret, FetchError, HttpClient,
-    HttpResponse, InvalidTokenReason, OAuthSettings, OAuthValidator, ReqwestClient,
+    AuthError, AuthMethod, Authenticator, BoxFuture, ClientSecret, FetchError, HttpClient, HttpResponse,
+    InvalidTokenReason, OAuthSettings, OAuthValidator, ReqwestClient,
 };
 use reqwest::Url;
 use serde_json::{json, Value};
@@ -343,10 +343,8 @@ fn token_for_another_audience_is_refused() {
     let rt = rt();
     // A real token, issued by the real provider, for another resource server.
     let token = rt.block_on(jwt_for(&p.issuer, "mcp:read", OTHER_AUDIENCE));
-    let payload: Value = serde_json::from_slice(
-        &URL_SAFE_NO_PAD.decode(token.split('.').nth(1).unwrap()).unwrap(),
-    )
-    .unwrap();
+    let payload: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').nth(1).unwrap()).unwrap()).unwrap();
     assert_eq!(payload["aud"], OTHER_AUDIENCE);
     let v = validator(settings(&p.issuer), counting());
     assert_eq!(refused_because(rt.block_on(v.validate_token(&token))), InvalidTokenReason::WrongAudience);
@@ -355,10 +353,7 @@ fn token_for_another_audience_is_refused() {
     let mut claims = good_claims(&p.issuer);
     claims.as_object_mut().unwrap().remove("aud");
     let token = sign_rs256(&key, &key.kid, &claims);
-    assert_eq!(
-        refused_because(rt.block_on(v.validate_token(&token))),
-        InvalidTokenReason::MissingClaim("aud")
-    );
+    assert_eq!(refused_because(rt.block_on(v.validate_token(&token))), InvalidTokenReason::MissingClaim("aud"));
 }
 
 #[test]
@@ -387,9 +382,8 @@ fn hs256_signed_with_the_rsa_public_key_is_refused() {
     let v = validator(settings(&p.issuer), counting());
     // The classic key-confusion forgery: HMAC keyed with the public key's PEM text (and, for
     // good measure, with the JWKS JSON of that key), under the real `kid`.
-    let jwks: Value = rt
-        .block_on(async { reqwest::get(format!("{}/jwks", p.issuer)).await.unwrap().json().await })
-        .unwrap();
+    let jwks: Value =
+        rt.block_on(async { reqwest::get(format!("{}/jwks", p.issuer)).await.unwrap().json().await }).unwrap();
     let jwk_text = jwks["keys"][0].to_string();
     for secret in [key.public_pem.as_bytes(), jwk_text.as_bytes()] {
         let mut header = Header::new(Algorithm::HS256);
@@ -414,10 +408,7 @@ fn bad_signature_is_refused() {
     let forged_payload = URL_SAFE_NO_PAD.encode(claims.to_string());
     parts[1] = &forged_payload;
     let v = validator(settings(&p.issuer), counting());
-    assert_eq!(
-        refused_because(rt.block_on(v.validate_token(&parts.join(".")))),
-        InvalidTokenReason::BadSignature
-    );
+    assert_eq!(refused_because(rt.block_on(v.validate_token(&parts.join(".")))), InvalidTokenReason::BadSignature);
 }
 
 #[test]
@@ -530,10 +521,7 @@ fn opaque_token_is_introspected() {
     assert_eq!(e.into_response_parts().status, StatusCode::SERVICE_UNAVAILABLE);
     // Without introspection configured, an opaque token is refused.
     let v = validator(settings(&p.issuer), counting());
-    assert_eq!(
-        refused_because(rt.block_on(v.validate_token(&token))),
-        InvalidTokenReason::UnsupportedTokenFormat
-    );
+    assert_eq!(refused_because(rt.block_on(v.validate_token(&token))), InvalidTokenReason::UnsupportedTokenFormat);
 }
 
 #[test]

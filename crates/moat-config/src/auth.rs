@@ -152,14 +152,22 @@ impl AuthConfig {
                 );
             }
             if self.jwks_uri.is_some() && self.issuer.is_none() {
-                push("auth.issuer", "`jwks_uri` is set without `issuer`; every token's `iss` is checked against it".into(), None);
+                push(
+                    "auth.issuer",
+                    "`jwks_uri` is set without `issuer`; every token's `iss` is checked against it".into(),
+                    None,
+                );
             }
             if self.introspection_url.is_some() {
                 if self.client_id.is_none() {
                     push("auth.client_id", "`introspection_url` needs `client_id`".into(), None);
                 }
                 if self.client_secret.is_none() {
-                    push("auth.client_secret", "`introspection_url` needs `client_secret`".into(), Some("write it as `env:NAME` or `file:PATH`"));
+                    push(
+                        "auth.client_secret",
+                        "`introspection_url` needs `client_secret`".into(),
+                        Some("write it as `env:NAME` or `file:PATH`"),
+                    );
                 }
             }
         }
@@ -208,8 +216,7 @@ fn url_problem(url: &str) -> Option<String> {
 }
 
 fn is_loopback_host(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]

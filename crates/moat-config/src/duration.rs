@@ -20,9 +20,9 @@ impl std::str::FromStr for Duration {
         let s = s.trim();
         let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
         let (num, unit) = s.split_at(split);
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("invalid duration `{s}`; expected a number and a unit, like `30s`, `5m` or `250ms`"))?;
+        let n: u64 = num.parse().map_err(|_| {
+            format!("invalid duration `{s}`; expected a number and a unit, like `30s`, `5m` or `250ms`")
+        })?;
         let d = match unit {
             "ms" => std::time::Duration::from_millis(n),
             "s" => std::time::Duration::from_secs(n),

@@ -33,15 +33,14 @@ impl ConfigError {
             column: None,
             key: None,
             message,
-            help: Some("pass an existing file with `--config PATH`, or run without it to use the embedded default".into()),
+            help: Some(
+                "pass an existing file with `--config PATH`, or run without it to use the embedded default".into(),
+            ),
         }
     }
 
     pub(crate) fn from_toml(origin: &Origin, source: &str, err: &toml::de::Error) -> Self {
-        let (line, column) = err
-            .span()
-            .map(|s| crate::locate::line_col(source, s.start))
-            .unzip();
+        let (line, column) = err.span().map(|s| crate::locate::line_col(source, s.start)).unzip();
         let key = err.span().and_then(|s| crate::locate::key_at(source, s.start));
         let mut message = err.message().trim().to_string();
         let mut help = None;
@@ -58,14 +57,7 @@ impl ConfigError {
             }
             message = format!("unknown key `{field}`; {}", expected_list(&expected));
         }
-        ConfigError {
-            origin: origin.to_string(),
-            line,
-            column,
-            key,
-            message: lowercase_first(&message),
-            help,
-        }
+        ConfigError { origin: origin.to_string(), line, column, key, message: lowercase_first(&message), help }
     }
 
     pub(crate) fn at(origin: &Origin, source: &str, key: &str, message: impl Into<String>) -> Self {

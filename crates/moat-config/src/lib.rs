@@ -14,11 +14,11 @@ pub mod duration;
 pub mod error;
 pub mod gateway;
 pub mod guards;
+mod locate;
 pub mod sandbox;
 pub mod secret;
 pub mod store;
 pub mod upstream;
-mod locate;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -111,16 +111,14 @@ pub fn load(explicit: Option<&Path>) -> Result<LoadedConfig, ConfigErrors> {
 /// Loads one file.
 pub fn load_file(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
     let origin = Origin::File(path.to_path_buf());
-    let source = std::fs::read_to_string(path).map_err(|e| {
-        ConfigErrors::one(ConfigError::io(origin.clone(), e))
-    })?;
+    let source = std::fs::read_to_string(path).map_err(|e| ConfigErrors::one(ConfigError::io(origin.clone(), e)))?;
     parse(&source, origin)
 }
 
 /// Parses and validates a configuration held in memory.
 pub fn parse(source: &str, origin: Origin) -> Result<LoadedConfig, ConfigErrors> {
-    let config: Config = toml::from_str(source)
-        .map_err(|e| ConfigErrors::one(ConfigError::from_toml(&origin, source, &e)))?;
+    let config: Config =
+        toml::from_str(source).map_err(|e| ConfigErrors::one(ConfigError::from_toml(&origin, source, &e)))?;
     validate::validate(&config, source, &origin)?;
     Ok(LoadedConfig { config, origin })
 }

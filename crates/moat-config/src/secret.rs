@@ -34,7 +34,10 @@ impl SecretRef {
         match self {
             SecretRef::Env(name) => match std::env::var_os(name) {
                 Some(v) => Ok(Secret(Zeroizing::new(v.into_encoded_bytes()))),
-                None => Err(SecretError { reference: self.to_string(), reason: "the environment variable is not set".into() }),
+                None => Err(SecretError {
+                    reference: self.to_string(),
+                    reason: "the environment variable is not set".into(),
+                }),
             },
             SecretRef::File(path) => {
                 let full = if path.is_absolute() { path.clone() } else { base_dir.join(path) };

@@ -17,7 +17,11 @@ pub(crate) fn validate(config: &Config, source: &str, origin: &Origin) -> Result
 
     let g = &config.gateway;
     if !g.path.starts_with('/') || g.path.contains(['?', '#', ' ']) {
-        err("gateway.path", format!("invalid endpoint path `{}`; expected an absolute path such as `/mcp`", g.path), None);
+        err(
+            "gateway.path",
+            format!("invalid endpoint path `{}`; expected an absolute path such as `/mcp`", g.path),
+            None,
+        );
     }
     if let Some(url) = &g.public_url {
         if !(url.starts_with("https://") || url.starts_with("http://")) {
@@ -25,8 +29,12 @@ pub(crate) fn validate(config: &Config, source: &str, origin: &Origin) -> Result
         }
     }
     match (&g.tls_cert, &g.tls_key) {
-        (Some(_), None) => err("gateway.tls_cert", "`tls_cert` is set without `tls_key`".into(), Some("set both to serve HTTPS")),
-        (None, Some(_)) => err("gateway.tls_key", "`tls_key` is set without `tls_cert`".into(), Some("set both to serve HTTPS")),
+        (Some(_), None) => {
+            err("gateway.tls_cert", "`tls_cert` is set without `tls_key`".into(), Some("set both to serve HTTPS"))
+        }
+        (None, Some(_)) => {
+            err("gateway.tls_key", "`tls_key` is set without `tls_cert`".into(), Some("set both to serve HTTPS"))
+        }
         _ => {}
     }
     if !g.listen.ip().is_loopback() && g.tls_cert.is_none() && !g.allow_plain_http {
@@ -37,10 +45,18 @@ pub(crate) fn validate(config: &Config, source: &str, origin: &Origin) -> Result
         );
     }
     if g.max_body_bytes < 1024 {
-        err("gateway.max_body_bytes", format!("body limit {} is too small; expected at least 1024 bytes", g.max_body_bytes), None);
+        err(
+            "gateway.max_body_bytes",
+            format!("body limit {} is too small; expected at least 1024 bytes", g.max_body_bytes),
+            None,
+        );
     }
     if g.max_json_depth == 0 || g.max_json_depth > 1024 {
-        err("gateway.max_json_depth", format!("JSON depth limit {} is out of range; expected 1 to 1024", g.max_json_depth), None);
+        err(
+            "gateway.max_json_depth",
+            format!("JSON depth limit {} is out of range; expected 1 to 1024", g.max_json_depth),
+            None,
+        );
     }
     if g.name_separator.is_empty() {
         err("gateway.name_separator", "the name separator is empty".into(), Some("the default is `__`"));
@@ -52,7 +68,11 @@ pub(crate) fn validate(config: &Config, source: &str, origin: &Origin) -> Result
         let ok = (o.starts_with("https://") || o.starts_with("http://"))
             && !o.trim_end_matches('/').split("://").nth(1).unwrap_or_default().contains('/');
         if !ok {
-            err(&format!("gateway.allowed_origins[{i}]"), format!("invalid origin `{o}`; expected `scheme://host[:port]`"), None);
+            err(
+                &format!("gateway.allowed_origins[{i}]"),
+                format!("invalid origin `{o}`; expected `scheme://host[:port]`"),
+                None,
+            );
         }
     }
 
@@ -61,7 +81,11 @@ pub(crate) fn validate(config: &Config, source: &str, origin: &Origin) -> Result
         err("sessions.idle_timeout", "idle timeout is zero".into(), None);
     }
     if s.max_lifetime < s.idle_timeout {
-        err("sessions.max_lifetime", format!("max lifetime {} is shorter than idle timeout {}", s.max_lifetime, s.idle_timeout), None);
+        err(
+            "sessions.max_lifetime",
+            format!("max lifetime {} is shorter than idle timeout {}", s.max_lifetime, s.idle_timeout),
+            None,
+        );
     }
 
     let mut names = HashSet::new();
@@ -71,11 +95,18 @@ pub(crate) fn validate(config: &Config, source: &str, origin: &Origin) -> Result
             && u.name.len() <= 64
             && u.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if !valid_name {
-            err(&at("name"), format!("invalid upstream name `{}`; expected 1 to 64 letters, digits, `-` or `_`", u.name), None);
+            err(
+                &at("name"),
+                format!("invalid upstream name `{}`; expected 1 to 64 letters, digits, `-` or `_`", u.name),
+                None,
+            );
         } else if u.name.contains(g.name_separator.as_str()) {
             err(
                 &at("name"),
-                format!("upstream name `{}` contains the name separator `{}`, so its tool names would be ambiguous", u.name, g.name_separator),
+                format!(
+                    "upstream name `{}` contains the name separator `{}`, so its tool names would be ambiguous",
+                    u.name, g.name_separator
+                ),
                 None,
             );
         }
@@ -108,11 +139,18 @@ pub(crate) fn validate(config: &Config, source: &str, origin: &Origin) -> Result
                 err(&format!("upstream[{i}].headers"), format!("invalid header name `{name}`"), None);
             }
             if name.eq_ignore_ascii_case("authorization") && u.credential.is_some() {
-                err(&format!("upstream[{i}].headers"), "`Authorization` is set twice: by `credential` and in `headers`".into(), None);
+                err(
+                    &format!("upstream[{i}].headers"),
+                    "`Authorization` is set twice: by `credential` and in `headers`".into(),
+                    None,
+                );
             }
             if let EnvValue::Literal(v) = value {
-                let secretish = name.eq_ignore_ascii_case("authorization") || name.to_ascii_lowercase().contains("key") || name.to_ascii_lowercase().contains("token");
-                if let Some(reason) = inline_secret_reason(name, v).or(secretish.then_some("it is a credential header")) {
+                let secretish = name.eq_ignore_ascii_case("authorization")
+                    || name.to_ascii_lowercase().contains("key")
+                    || name.to_ascii_lowercase().contains("token");
+                if let Some(reason) = inline_secret_reason(name, v).or(secretish.then_some("it is a credential header"))
+                {
                     err(
                         &format!("upstream[{i}].headers.{name}"),
                         format!("inline secret refused: {reason}"),
@@ -127,7 +165,9 @@ pub(crate) fn validate(config: &Config, source: &str, origin: &Origin) -> Result
                     err(
                         &format!("upstream[{i}].env.{name}"),
                         format!("inline secret refused: {reason}"),
-                        Some(&format!("reference it instead: `{name} = \"env:{name}\"` or `{name} = \"file:/path/to/secret\"`")),
+                        Some(&format!(
+                            "reference it instead: `{name} = \"env:{name}\"` or `{name} = \"file:/path/to/secret\"`"
+                        )),
                     );
                 }
             }

@@ -16,15 +16,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rmcp::model::{
-    AudioContent, CallToolRequestParams, CallToolResponse, CallToolResult, ClientResult,
-    CompleteRequestParams, CompleteResult, CompletionInfo, ContentBlock,
-    CreateMessageRequestParams, CustomRequest, DiscoverRequestMethod, DiscoverResult,
-    GetPromptRequestParams, GetPromptResponse, GetPromptResult, ImageContent, Implementation,
-    JsonObject, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
-    ListToolsResult, LoggingLevel, LoggingMessageNotificationParam, PaginatedRequestParams,
-    ProgressNotificationParam, Prompt, PromptArgument, PromptMessage, ProtocolVersion,
-    ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Reference, Resource,
-    ResourceContents, ResourceTemplate, Role, SamplingMessage, ServerCapabilities, ServerConfig,
+    AudioContent, CallToolRequestParams, CallToolResponse, CallToolResult, ClientResult, CompleteRequestParams,
+    CompleteResult, CompletionInfo, ContentBlock, CreateMessageRequestParams, CustomRequest, DiscoverRequestMethod,
+    DiscoverResult, GetPromptRequestParams, GetPromptResponse, GetPromptResult, ImageContent, Implementation,
+    JsonObject, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, LoggingLevel,
+    LoggingMessageNotificationParam, PaginatedRequestParams, ProgressNotificationParam, Prompt, PromptArgument,
+    PromptMessage, ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Reference,
+    Resource, ResourceContents, ResourceTemplate, Role, SamplingMessage, ServerCapabilities, ServerConfig,
     ServerRequest, SetLevelRequestParams, SubscribeRequestParams, Tool, UnsubscribeRequestParams,
 };
 use rmcp::service::RequestContext;
@@ -32,7 +30,8 @@ use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{json, Value};
 
 /// A 1x1 red PNG.
-const PNG_1X1: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==";
+const PNG_1X1: &str =
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==";
 /// A WAV file with a header and no samples.
 const WAV_EMPTY: &str = "UklGRiQAAABXQVZFZm10IBAAAAABAAEAQB8AAIA+AAACABAAZGF0YQAAAAA=";
 
@@ -61,19 +60,12 @@ impl ConformanceServer {
     /// A fixture server with log level `debug` and no subscriptions.
     pub fn new() -> Self {
         Self {
-            state: Arc::new(Mutex::new(SessionState {
-                log_level: LoggingLevel::Debug,
-                subscriptions: HashSet::new(),
-            })),
+            state: Arc::new(Mutex::new(SessionState { log_level: LoggingLevel::Debug, subscriptions: HashSet::new() })),
         }
     }
 
     fn log_enabled(&self, level: LoggingLevel) -> bool {
-        let current = self
-            .state
-            .lock()
-            .map(|s| s.log_level)
-            .unwrap_or(LoggingLevel::Debug);
+        let current = self.state.lock().map(|s| s.log_level).unwrap_or(LoggingLevel::Debug);
         severity(level) >= severity(current)
     }
 
@@ -96,29 +88,20 @@ impl ConformanceServer {
         let text = |t: &str| Ok(CallToolResult::success(vec![ContentBlock::text(t)]));
         match request.name.as_ref() {
             "test_simple_text" => text("This is a simple text response for testing."),
-            "test_image_content" => Ok(CallToolResult::success(vec![ContentBlock::image(
-                PNG_1X1,
-                "image/png",
-            )])),
-            "test_audio_content" => Ok(CallToolResult::success(vec![ContentBlock::Audio(
-                AudioContent::new(WAV_EMPTY, "audio/wav"),
-            )])),
+            "test_image_content" => Ok(CallToolResult::success(vec![ContentBlock::image(PNG_1X1, "image/png")])),
+            "test_audio_content" => {
+                Ok(CallToolResult::success(vec![ContentBlock::Audio(AudioContent::new(WAV_EMPTY, "audio/wav"))]))
+            }
             "test_embedded_resource" => Ok(CallToolResult::success(vec![ContentBlock::resource(
-                ResourceContents::text(
-                    "This is an embedded resource content.",
-                    "test://embedded-resource",
-                )
-                .with_mime_type("text/plain"),
+                ResourceContents::text("This is an embedded resource content.", "test://embedded-resource")
+                    .with_mime_type("text/plain"),
             )])),
             "test_multiple_content_types" => Ok(CallToolResult::success(vec![
                 ContentBlock::text("Multiple content types test:"),
                 ContentBlock::image(PNG_1X1, "image/png"),
                 ContentBlock::resource(
-                    ResourceContents::text(
-                        r#"{"test":"data","value":123}"#,
-                        "test://mixed-content-resource",
-                    )
-                    .with_mime_type("application/json"),
+                    ResourceContents::text(r#"{"test":"data","value":123}"#, "test://mixed-content-resource")
+                        .with_mime_type("application/json"),
                 ),
             ])),
             "test_tool_with_logging" => {
@@ -139,8 +122,7 @@ impl ConformanceServer {
                         tokio::time::sleep(STEP_DELAY).await;
                     }
                     if let Some(token) = &token {
-                        let param = ProgressNotificationParam::new(token.clone(), progress)
-                            .with_total(100.0);
+                        let param = ProgressNotificationParam::new(token.clone(), progress).with_total(100.0);
                         if let Err(error) = cx.peer.notify_progress(param).await {
                             tracing::debug!(%error, "could not send a progress notification");
                         }
@@ -149,15 +131,11 @@ impl ConformanceServer {
                 text("Tool with progress executed successfully")
             }
             "test_sampling" => {
-                if cx
-                    .client_capabilities()
-                    .is_none_or(|c| c.sampling.is_none())
-                {
+                if cx.client_capabilities().is_none_or(|c| c.sampling.is_none()) {
                     return Ok(tool_error("the client does not support sampling"));
                 }
                 let prompt = str_arg(&args, "prompt").unwrap_or("Hello");
-                let params =
-                    CreateMessageRequestParams::new(vec![SamplingMessage::user_text(prompt)], 100);
+                let params = CreateMessageRequestParams::new(vec![SamplingMessage::user_text(prompt)], 100);
                 match cx.peer.create_message(params).await {
                     Ok(result) => {
                         let answer = result
@@ -173,8 +151,7 @@ impl ConformanceServer {
                 }
             }
             "test_elicitation" => {
-                let message =
-                    str_arg(&args, "message").unwrap_or("Please provide your information");
+                let message = str_arg(&args, "message").unwrap_or("Please provide your information");
                 let schema = json!({
                     "type": "object",
                     "properties": {
@@ -184,9 +161,7 @@ impl ConformanceServer {
                     "required": ["username", "email"]
                 });
                 match elicit(&cx, message, schema).await {
-                    Ok((action, content)) => text(&format!(
-                        "User response: action={action}, content={content}"
-                    )),
+                    Ok((action, content)) => text(&format!("User response: action={action}, content={content}")),
                     Err(error) => Ok(tool_error(&error)),
                 }
             }
@@ -206,16 +181,10 @@ impl ConformanceServer {
                         "verified": { "type": "boolean", "description": "Verification status", "default": true }
                     }
                 });
-                match elicit(
-                    &cx,
-                    "Please review and update the form fields with defaults",
-                    schema,
-                )
-                .await
-                {
-                    Ok((action, content)) => text(&format!(
-                        "Elicitation completed: action={action}, content={content}"
-                    )),
+                match elicit(&cx, "Please review and update the form fields with defaults", schema).await {
+                    Ok((action, content)) => {
+                        text(&format!("Elicitation completed: action={action}, content={content}"))
+                    }
                     Err(error) => Ok(tool_error(&error)),
                 }
             }
@@ -254,9 +223,9 @@ impl ConformanceServer {
                     }
                 });
                 match elicit(&cx, "Please select options from the enum fields", schema).await {
-                    Ok((action, content)) => text(&format!(
-                        "Elicitation completed: action={action}, content={content}"
-                    )),
+                    Ok((action, content)) => {
+                        text(&format!("Elicitation completed: action={action}, content={content}"))
+                    }
                     Err(error) => Ok(tool_error(&error)),
                 }
             }
@@ -270,10 +239,7 @@ impl ConformanceServer {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 text("Reconnection test completed")
             }
-            other => Err(ErrorData::invalid_params(
-                format!("unknown tool `{other}`"),
-                None,
-            )),
+            other => Err(ErrorData::invalid_params(format!("unknown tool `{other}`"), None)),
         }
     }
 }
@@ -293,10 +259,7 @@ impl ServerHandler for ConformanceServer {
             .build();
         ServerConfig::new(capabilities)
             .with_protocol_version(ProtocolVersion::V_2025_11_25)
-            .with_server_info(Implementation::new(
-                "moat-demo-conformance",
-                env!("CARGO_PKG_VERSION"),
-            ))
+            .with_server_info(Implementation::new("moat-demo-conformance", env!("CARGO_PKG_VERSION")))
     }
 
     fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
@@ -318,31 +281,13 @@ impl ServerHandler for ConformanceServer {
             ("test_image_content", "Returns image content"),
             ("test_audio_content", "Returns audio content"),
             ("test_embedded_resource", "Returns an embedded resource"),
-            (
-                "test_multiple_content_types",
-                "Returns text, image and resource content",
-            ),
-            (
-                "test_tool_with_logging",
-                "Sends log notifications while it runs",
-            ),
+            ("test_multiple_content_types", "Returns text, image and resource content"),
+            ("test_tool_with_logging", "Sends log notifications while it runs"),
             ("test_error_handling", "Always returns a tool error"),
-            (
-                "test_tool_with_progress",
-                "Sends progress notifications while it runs",
-            ),
-            (
-                "test_elicitation_sep1034_defaults",
-                "Elicits a form whose fields have defaults",
-            ),
-            (
-                "test_elicitation_sep1330_enums",
-                "Elicits a form with every kind of enum",
-            ),
-            (
-                "test_reconnection",
-                "Answers after a pause (SSE polling scenario)",
-            ),
+            ("test_tool_with_progress", "Sends progress notifications while it runs"),
+            ("test_elicitation_sep1034_defaults", "Elicits a form whose fields have defaults"),
+            ("test_elicitation_sep1330_enums", "Elicits a form with every kind of enum"),
+            ("test_reconnection", "Answers after a pause (SSE polling scenario)"),
         ]
         .into_iter()
         .map(|(name, description)| Tool::new(name, description, empty()))
@@ -418,11 +363,12 @@ impl ServerHandler for ConformanceServer {
         _request: Option<PaginatedRequestParams>,
         _cx: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        Ok(ListResourceTemplatesResult::with_all_items(vec![
-            ResourceTemplate::new("test://template/{id}/data", "Dynamic Resource")
-                .with_description("A resource whose id is substituted into the URI")
-                .with_mime_type("application/json"),
-        ]))
+        Ok(ListResourceTemplatesResult::with_all_items(vec![ResourceTemplate::new(
+            "test://template/{id}/data",
+            "Dynamic Resource",
+        )
+        .with_description("A resource whose id is substituted into the URI")
+        .with_mime_type("application/json")]))
     }
 
     async fn read_resource(
@@ -432,22 +378,12 @@ impl ServerHandler for ConformanceServer {
     ) -> Result<ReadResourceResponse, ErrorData> {
         let uri = request.uri.as_str();
         let contents = match uri {
-            "test://static-text" => {
-                ResourceContents::text("This is the content of the static text resource.", uri)
-            }
-            "test://static-binary" => {
-                ResourceContents::blob(PNG_1X1, uri).with_mime_type("image/png")
-            }
-            "test://watched-resource" => {
-                ResourceContents::text("This resource can be watched for updates.", uri)
-            }
-            _ => match uri
-                .strip_prefix("test://template/")
-                .and_then(|rest| rest.strip_suffix("/data"))
-            {
+            "test://static-text" => ResourceContents::text("This is the content of the static text resource.", uri),
+            "test://static-binary" => ResourceContents::blob(PNG_1X1, uri).with_mime_type("image/png"),
+            "test://watched-resource" => ResourceContents::text("This resource can be watched for updates.", uri),
+            _ => match uri.strip_prefix("test://template/").and_then(|rest| rest.strip_suffix("/data")) {
                 Some(id) if !id.is_empty() && !id.contains('/') => ResourceContents::text(
-                    json!({ "id": id, "templateTest": true, "data": format!("Data for ID: {id}") })
-                        .to_string(),
+                    json!({ "id": id, "templateTest": true, "data": format!("Data for ID: {id}") }).to_string(),
                     uri,
                 )
                 .with_mime_type("application/json"),
@@ -489,35 +425,21 @@ impl ServerHandler for ConformanceServer {
         _request: Option<PaginatedRequestParams>,
         _cx: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        let arg = |name: &str, description: &str| {
-            PromptArgument::new(name)
-                .with_description(description)
-                .with_required(true)
-        };
+        let arg =
+            |name: &str, description: &str| PromptArgument::new(name).with_description(description).with_required(true);
         Ok(ListPromptsResult::with_all_items(vec![
-            Prompt::new(
-                "test_simple_prompt",
-                Some("A simple prompt without arguments"),
-                None,
-            ),
+            Prompt::new("test_simple_prompt", Some("A simple prompt without arguments"), None),
             Prompt::new(
                 "test_prompt_with_arguments",
                 Some("A prompt with two arguments"),
-                Some(vec![
-                    arg("arg1", "First test argument"),
-                    arg("arg2", "Second test argument"),
-                ]),
+                Some(vec![arg("arg1", "First test argument"), arg("arg2", "Second test argument")]),
             ),
             Prompt::new(
                 "test_prompt_with_embedded_resource",
                 Some("A prompt that embeds a resource"),
                 Some(vec![arg("resourceUri", "URI of the resource to embed")]),
             ),
-            Prompt::new(
-                "test_prompt_with_image",
-                Some("A prompt with an image"),
-                None,
-            ),
+            Prompt::new("test_prompt_with_image", Some("A prompt with an image"), None),
         ]))
     }
 
@@ -528,10 +450,7 @@ impl ServerHandler for ConformanceServer {
     ) -> Result<GetPromptResponse, ErrorData> {
         let args = request.arguments.unwrap_or_default();
         let messages = match request.name.as_str() {
-            "test_simple_prompt" => vec![PromptMessage::new_text(
-                Role::User,
-                "This is a simple prompt for testing.",
-            )],
+            "test_simple_prompt" => vec![PromptMessage::new_text(Role::User, "This is a simple prompt for testing.")],
             "test_prompt_with_arguments" => {
                 let arg1 = str_arg(&args, "arg1").unwrap_or_default();
                 let arg2 = str_arg(&args, "arg2").unwrap_or_default();
@@ -552,25 +471,14 @@ impl ServerHandler for ConformanceServer {
                         None,
                         None,
                     ),
-                    PromptMessage::new_text(
-                        Role::User,
-                        "Please process the embedded resource above.",
-                    ),
+                    PromptMessage::new_text(Role::User, "Please process the embedded resource above."),
                 ]
             }
             "test_prompt_with_image" => vec![
-                PromptMessage::new(
-                    Role::User,
-                    ContentBlock::Image(ImageContent::new(PNG_1X1, "image/png")),
-                ),
+                PromptMessage::new(Role::User, ContentBlock::Image(ImageContent::new(PNG_1X1, "image/png"))),
                 PromptMessage::new_text(Role::User, "Please analyze the image above."),
             ],
-            other => {
-                return Err(ErrorData::invalid_params(
-                    format!("unknown prompt `{other}`"),
-                    None,
-                ))
-            }
+            other => return Err(ErrorData::invalid_params(format!("unknown prompt `{other}`"), None)),
         };
         Ok(GetPromptResult::new(messages).into())
     }
@@ -587,14 +495,10 @@ impl ServerHandler for ConformanceServer {
             _ => &[],
         };
         let prefix = request.argument.value.as_str();
-        let values: Vec<String> = candidates
-            .iter()
-            .filter(|c| c.starts_with(prefix))
-            .map(|c| (*c).to_owned())
-            .collect();
+        let values: Vec<String> =
+            candidates.iter().filter(|c| c.starts_with(prefix)).map(|c| (*c).to_owned()).collect();
         let total = u32::try_from(values.len()).unwrap_or(u32::MAX);
-        let mut info =
-            CompletionInfo::new(values).map_err(|e| ErrorData::internal_error(e, None))?;
+        let mut info = CompletionInfo::new(values).map_err(|e| ErrorData::internal_error(e, None))?;
         info.total = Some(total);
         info.has_more = Some(false);
         Ok(CompleteResult::new(info))
@@ -613,31 +517,15 @@ impl ServerHandler for ConformanceServer {
 }
 
 /// Sends `elicitation/create` with `schema` as written and returns the action and content.
-async fn elicit(
-    cx: &RequestContext<RoleServer>,
-    message: &str,
-    schema: Value,
-) -> Result<(String, Value), String> {
-    if cx
-        .client_capabilities()
-        .is_none_or(|c| c.elicitation.is_none())
-    {
+async fn elicit(cx: &RequestContext<RoleServer>, message: &str, schema: Value) -> Result<(String, Value), String> {
+    if cx.client_capabilities().is_none_or(|c| c.elicitation.is_none()) {
         return Err("the client does not support elicitation".to_owned());
     }
     let params = json!({ "mode": "form", "message": message, "requestedSchema": schema });
-    let request =
-        ServerRequest::CustomRequest(CustomRequest::new("elicitation/create", Some(params)));
-    let result = cx
-        .peer
-        .send_request(request)
-        .await
-        .map_err(|e| format!("elicitation failed: {e}"))?;
+    let request = ServerRequest::CustomRequest(CustomRequest::new("elicitation/create", Some(params)));
+    let result = cx.peer.send_request(request).await.map_err(|e| format!("elicitation failed: {e}"))?;
     let value = client_result_json(&result);
-    let action = value
-        .get("action")
-        .and_then(Value::as_str)
-        .unwrap_or("unknown")
-        .to_owned();
+    let action = value.get("action").and_then(Value::as_str).unwrap_or("unknown").to_owned();
     let content = value.get("content").cloned().unwrap_or(Value::Null);
     Ok((action, content))
 }

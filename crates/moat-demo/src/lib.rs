@@ -21,12 +21,7 @@
 //! -32601 (method not found), as a 2025-11-25 server does, and such clients fall back to
 //! `initialize`.
 
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -90,23 +85,13 @@ pub enum DemoError {
 pub async fn serve_stdio(opts: DemoOptions) -> Result<(), DemoError> {
     let transport = rmcp::transport::stdio();
     if opts.conformance {
-        let running = ConformanceServer::new()
-            .serve(transport)
-            .await
-            .map_err(|e| DemoError::StdioStart(e.to_string()))?;
-        running
-            .waiting()
-            .await
-            .map_err(|e| DemoError::StdioRun(e.to_string()))?;
+        let running =
+            ConformanceServer::new().serve(transport).await.map_err(|e| DemoError::StdioStart(e.to_string()))?;
+        running.waiting().await.map_err(|e| DemoError::StdioRun(e.to_string()))?;
     } else {
-        let running = DemoServer::new(opts.rug_pull)
-            .serve(transport)
-            .await
-            .map_err(|e| DemoError::StdioStart(e.to_string()))?;
-        running
-            .waiting()
-            .await
-            .map_err(|e| DemoError::StdioRun(e.to_string()))?;
+        let running =
+            DemoServer::new(opts.rug_pull).serve(transport).await.map_err(|e| DemoError::StdioStart(e.to_string()))?;
+        running.waiting().await.map_err(|e| DemoError::StdioRun(e.to_string()))?;
     }
     Ok(())
 }
@@ -117,9 +102,7 @@ pub async fn serve_stdio(opts: DemoOptions) -> Result<(), DemoError> {
 ///
 /// [`DemoError::Bind`] when `addr` cannot be bound, [`DemoError::Http`] when serving fails.
 pub async fn serve_http(addr: SocketAddr, opts: DemoOptions) -> Result<(), DemoError> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| DemoError::Bind { addr, source })?;
+    let listener = TcpListener::bind(addr).await.map_err(|source| DemoError::Bind { addr, source })?;
     serve_http_on(listener, opts, CancellationToken::new()).await
 }
 

@@ -13,8 +13,8 @@ use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, Bencher, Criterion, Throughput};
 use cpu_time::ThreadTime;
+use criterion::{criterion_group, criterion_main, Bencher, Criterion, Throughput};
 use moat_detect::{Detector, ServerInput};
 use serde_json::Value;
 
@@ -25,10 +25,8 @@ fn corpus() -> PathBuf {
 /// Typical tool output: the benign documentation paragraphs of the corpus, repeated to `size`.
 fn typical_text(size: usize) -> String {
     let src = std::fs::read_to_string(corpus().join("text/benign.jsonl")).unwrap();
-    let paras: Vec<String> = src
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["text"].as_str().unwrap().to_owned())
-        .collect();
+    let paras: Vec<String> =
+        src.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["text"].as_str().unwrap().to_owned()).collect();
     let mut out = String::with_capacity(size + 4096);
     let mut i = 0;
     while out.len() < size {

@@ -40,11 +40,7 @@ pub fn pinned_definition(domain: PinDomain, definition: &Value) -> Value {
     match (domain, definition) {
         (PinDomain::Instructions, v) => v.clone(),
         (_, Value::Object(map)) => Value::Object(
-            domain
-                .members()
-                .iter()
-                .filter_map(|k| map.get(*k).map(|v| ((*k).to_string(), v.clone())))
-                .collect(),
+            domain.members().iter().filter_map(|k| map.get(*k).map(|v| ((*k).to_string(), v.clone()))).collect(),
         ),
         (_, other) => other.clone(),
     }
@@ -172,7 +168,8 @@ mod tests {
     fn pin_hash_ignores_order_and_unpinned_members_but_not_descriptions() {
         let a = json!({"name": "add", "description": "Adds.", "inputSchema": {"type": "object"}, "icons": [1]});
         let b = json!({"inputSchema": {"type": "object"}, "description": "Adds.", "name": "add"});
-        let c = json!({"name": "add", "description": "Adds. Also sends your files.", "inputSchema": {"type": "object"}});
+        let c =
+            json!({"name": "add", "description": "Adds. Also sends your files.", "inputSchema": {"type": "object"}});
         assert_eq!(pin_hash(PinDomain::Tool, &a), pin_hash(PinDomain::Tool, &b));
         assert_ne!(pin_hash(PinDomain::Tool, &a), pin_hash(PinDomain::Tool, &c));
         // Domain separation: the same JSON as a prompt hashes differently.

@@ -16,8 +16,8 @@ use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 use crate::finding::{Finding, Owasp, Severity};
 use crate::normalize::{normalize, HiddenKind, HiddenRun, Normalized};
 use crate::rules::{
-    parse_rule_file, Anchor, Builtin, RuleError, RuleSyntax, Scope, Validator, BUILTIN_RULE_FILES, DEFAULT_WINDOW,
-    BUILTIN_PATTERN_SIZE_LIMIT, PATTERN_NEST_LIMIT, PATTERN_SIZE_LIMIT,
+    parse_rule_file, Anchor, Builtin, RuleError, RuleSyntax, Scope, Validator, BUILTIN_PATTERN_SIZE_LIMIT,
+    BUILTIN_RULE_FILES, DEFAULT_WINDOW, PATTERN_NEST_LIMIT, PATTERN_SIZE_LIMIT,
 };
 use crate::validate;
 
@@ -242,9 +242,7 @@ impl Detector {
     /// with `[REDACTED:<type>]`. Findings without a span, or from rules without a type, are
     /// left alone. Overlapping spans are merged.
     pub fn redact(&self, text: &str, findings: &[Finding]) -> String {
-        crate::redact::redact_with(text, findings, |rule| {
-            self.rule(rule).and_then(|r| r.spec.redact_as.clone())
-        })
+        crate::redact::redact_with(text, findings, |rule| self.rule(rule).and_then(|r| r.spec.redact_as.clone()))
     }
 
     fn hidden_findings(&self, norm: &Normalized<'_>, ctx: Context<'_>, out: &mut Vec<Finding>) {
@@ -279,8 +277,7 @@ impl Detector {
                     format!("terminal hyperlink to {}", truncate(&run.decoded))
                 }
                 _ => {
-                    let total: usize =
-                        norm.hidden.iter().filter(|h| h.kind == run.kind).map(|h| h.count).sum();
+                    let total: usize = norm.hidden.iter().filter(|h| h.kind == run.kind).map(|h| h.count).sum();
                     if run.kind == HiddenKind::Invisible && ctx.scope == Scope::Text && total <= 2 {
                         severity = Severity::Low;
                     }
@@ -437,11 +434,7 @@ impl Detector {
                     continue;
                 }
                 let as_hex = is_hex(run_text) && run.len() >= MIN_HEX_RUN && run.len() % 2 == 0;
-                let (rule, decoded) = if as_hex {
-                    (hex, decode_hex(run_text))
-                } else {
-                    (b64, decode_base64(run_text))
-                };
+                let (rule, decoded) = if as_hex { (hex, decode_hex(run_text)) } else { (b64, decode_base64(run_text)) };
                 let (Some(rule), Some(decoded)) = (rule, decoded) else { continue };
                 *budget -= run.len();
                 candidates.push((rule, run, decoded));
@@ -514,10 +507,7 @@ impl Detector {
     /// Does `example` produce a finding of `rule` at medium or above (or at the rule's own
     /// severity when that is lower)?
     fn example_hits(&self, rule: &Rule, example: &str) -> bool {
-        let as_servers = rule
-            .server_set
-            .then(|| serde_json::from_str::<serde_json::Value>(example).ok())
-            .flatten();
+        let as_servers = rule.server_set.then(|| serde_json::from_str::<serde_json::Value>(example).ok()).flatten();
         let server_findings = as_servers.as_ref().and_then(|v| {
             let servers = crate::tool::servers_from_value(v).ok()?;
             Some(self.scan_tools(&servers).into_iter().flat_map(|s| s.all_findings()).collect::<Vec<_>>())
@@ -624,7 +614,8 @@ pub(crate) fn finish(findings: &mut Vec<Finding>) {
         let sb = b.span.as_ref().map_or((usize::MAX, 0), |s| (s.start, s.end));
         sa.cmp(&sb).then_with(|| a.rule.cmp(&b.rule)).then_with(|| b.severity.cmp(&a.severity))
     });
-    findings.dedup_by(|a, b| a.rule == b.rule && a.span == b.span && a.location == b.location && a.evidence == b.evidence);
+    findings
+        .dedup_by(|a, b| a.rule == b.rule && a.span == b.span && a.location == b.location && a.evidence == b.evidence);
 }
 
 fn floor_char(s: &str, mut i: usize) -> usize {
@@ -665,9 +656,28 @@ fn clause_before(text: &str, at: usize, reach: usize) -> &str {
 fn negated(text: &str, at: usize) -> bool {
     let clause = clause_before(text, at, NEGATION_REACH).to_ascii_lowercase();
     const CUES: [&str; 22] = [
-        "never", "not ", "n't ", "no ", "without", "nor ", "neither", "prevent", "block", "refuse", "avoid",
-        "disallow", "forbid", "prohibit", "deny", "denies", "won't", "cannot", "instead of", "rather than",
-        "except", "excluding",
+        "never",
+        "not ",
+        "n't ",
+        "no ",
+        "without",
+        "nor ",
+        "neither",
+        "prevent",
+        "block",
+        "refuse",
+        "avoid",
+        "disallow",
+        "forbid",
+        "prohibit",
+        "deny",
+        "denies",
+        "won't",
+        "cannot",
+        "instead of",
+        "rather than",
+        "except",
+        "excluding",
     ];
     const DOUBLE: [&str; 7] = ["forget", "fail", "hesitate", "omit", "skip", "neglect", "miss"];
     for cue in CUES {
@@ -695,9 +705,26 @@ fn mentioned(text: &str, m: Range<usize>) -> bool {
     let hi = ceil_char(text, m.end + MENTION_REACH);
     let around = text.get(lo..hi).unwrap_or("").to_ascii_lowercase();
     const CUES: [&str; 20] = [
-        "attack", "injection", "jailbreak", "malicious", "adversar", "example", "e.g.", "such as", "phrase",
-        "detect", "classifier", "red team", "payload", "owasp", "exploit", "vulnerab", "security", "guardrail",
-        "defen", "mitigat",
+        "attack",
+        "injection",
+        "jailbreak",
+        "malicious",
+        "adversar",
+        "example",
+        "e.g.",
+        "such as",
+        "phrase",
+        "detect",
+        "classifier",
+        "red team",
+        "payload",
+        "owasp",
+        "exploit",
+        "vulnerab",
+        "security",
+        "guardrail",
+        "defen",
+        "mitigat",
     ];
     CUES.iter().any(|c| around.contains(c))
 }

@@ -292,11 +292,18 @@ mod tests {
             p.definition = Some(json!({"name": "add", "description": "Adds. And reads ~/.ssh."}));
         }
         let err = LockFile::parse(&lock.to_json_string()).unwrap_err();
-        assert!(err.to_string().starts_with("tool `add` of upstream `demo|stdio:moat demo-server`: its definition hashes to"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("tool `add` of upstream `demo|stdio:moat demo-server`: its definition hashes to"),
+            "{err}"
+        );
 
         let bad = format!(r#"{{"version":1,"upstreams":{{"{ID}":{{"tools":{{"add":{{"sha256":"md5:00"}}}}}}}}}}"#);
         assert!(LockFile::parse(&bad).unwrap_err().to_string().contains("64 lowercase hex digits"));
-        let hash_only = format!(r#"{{"version":1,"upstreams":{{"{ID}":{{"tools":{{"add":{{"sha256":"sha256:{}"}}}}}}}}}}"#, "a".repeat(64));
+        let hash_only = format!(
+            r#"{{"version":1,"upstreams":{{"{ID}":{{"tools":{{"add":{{"sha256":"sha256:{}"}}}}}}}}}}"#,
+            "a".repeat(64)
+        );
         assert!(LockFile::parse(&hash_only).is_ok(), "a pin may hold only its hash");
     }
 

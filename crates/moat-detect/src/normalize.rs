@@ -124,12 +124,7 @@ pub(crate) fn normalize(text: &str) -> Normalized<'_> {
         let run_end = bytes.get(i..).map_or(i, |rest| i + rest.iter().take_while(|b| is_plain(**b)).count());
         if run_end > i {
             if let Some(run) = text.get(i..run_end) {
-                map.push(Segment {
-                    norm: out.len() as u32,
-                    input: i as u32,
-                    input_end: run_end as u32,
-                    copied: true,
-                });
+                map.push(Segment { norm: out.len() as u32, input: i as u32, input_end: run_end as u32, copied: true });
                 out.push_str(run);
             }
             i = run_end;
@@ -168,12 +163,7 @@ pub(crate) fn normalize(text: &str) -> Normalized<'_> {
             Some(latin) if prev_ascii_alpha || next_ascii_alpha => nfkc_buf.push(latin),
             _ => nfkc_buf.extend(std::iter::once(c).nfkc()),
         }
-        map.push(Segment {
-            norm: out.len() as u32,
-            input: i as u32,
-            input_end: (i + clen) as u32,
-            copied: false,
-        });
+        map.push(Segment { norm: out.len() as u32, input: i as u32, input_end: (i + clen) as u32, copied: false });
         out.push_str(&nfkc_buf);
         i += clen;
     }
@@ -267,8 +257,19 @@ fn hidden_kind(c: char, text: &str, i: usize) -> Option<HiddenKind> {
     match cp {
         0xE0000..=0xE007F => Some(HiddenKind::Tag),
         0x202A..=0x202E | 0x2066..=0x2069 | 0x200E | 0x200F | 0x061C => Some(HiddenKind::Bidi),
-        0x200B | 0x200C | 0x2060..=0x2064 | 0x180E | 0x034F | 0x115F | 0x1160 | 0x3164 | 0xFFA0
-        | 0x17B4 | 0x17B5 | 0xE0100..=0xE01EF | 0xFE00..=0xFE0D => Some(HiddenKind::Invisible),
+        0x200B
+        | 0x200C
+        | 0x2060..=0x2064
+        | 0x180E
+        | 0x034F
+        | 0x115F
+        | 0x1160
+        | 0x3164
+        | 0xFFA0
+        | 0x17B4
+        | 0x17B5
+        | 0xE0100..=0xE01EF
+        | 0xFE00..=0xFE0D => Some(HiddenKind::Invisible),
         // A byte-order mark at the very start is an encoding artifact, elsewhere it hides a split.
         0xFEFF => (i != 0).then_some(HiddenKind::Invisible),
         // Soft hyphens are common in web text; they only count when they split a word.

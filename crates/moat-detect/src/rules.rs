@@ -183,23 +183,13 @@ pub enum RuleError {
 /// A [`RuleError`] naming the file (and rule) when the TOML is invalid, the version is not
 /// [`RULE_FILE_VERSION`], or a rule is malformed.
 pub fn parse_rule_file(file: &str, src: &str) -> Result<Vec<RuleSyntax>, RuleError> {
-    let parsed: RuleFile = toml::from_str(src).map_err(|e| RuleError::Syntax {
-        file: file.to_owned(),
-        detail: e.to_string().trim().replace('\n', " "),
-    })?;
+    let parsed: RuleFile = toml::from_str(src)
+        .map_err(|e| RuleError::Syntax { file: file.to_owned(), detail: e.to_string().trim().replace('\n', " ") })?;
     if parsed.version != RULE_FILE_VERSION {
-        return Err(RuleError::Version {
-            file: file.to_owned(),
-            found: parsed.version,
-            expected: RULE_FILE_VERSION,
-        });
+        return Err(RuleError::Version { file: file.to_owned(), found: parsed.version, expected: RULE_FILE_VERSION });
     }
     for rule in &parsed.rules {
-        let problem = |p: &str| RuleError::Rule {
-            file: file.to_owned(),
-            id: rule.id.clone(),
-            problem: p.to_owned(),
-        };
+        let problem = |p: &str| RuleError::Rule { file: file.to_owned(), id: rule.id.clone(), problem: p.to_owned() };
         if !valid_id(&rule.id) {
             return Err(problem("an id is `MOAT-` or `USER-` then upper-case letters, a dash and digits"));
         }

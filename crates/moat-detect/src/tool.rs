@@ -234,8 +234,19 @@ impl Detector {
     fn field_checks(&self, s: &str, location: &str, out: &mut Vec<Finding>) {
         if let Some(rule) = self.builtin_rule(Builtin::DescriptionPadding).filter(|r| r.in_scope(Scope::Tool)) {
             if let Some(span) = padding_span(s) {
-                let evidence = format!("{} blank characters, then: {}", span.1 - span.0, truncate(s.get(span.1..).unwrap_or("")));
-                push(out, finding(rule, rule.spec.severity, location, rule.spec.message().to_owned(), evidence, Some(span.0..span.1)));
+                let evidence =
+                    format!("{} blank characters, then: {}", span.1 - span.0, truncate(s.get(span.1..).unwrap_or("")));
+                push(
+                    out,
+                    finding(
+                        rule,
+                        rule.spec.severity,
+                        location,
+                        rule.spec.message().to_owned(),
+                        evidence,
+                        Some(span.0..span.1),
+                    ),
+                );
             }
         }
         if let Some(rule) = self.builtin_rule(Builtin::DescriptionLength).filter(|r| r.in_scope(Scope::Tool)) {
@@ -283,12 +294,25 @@ impl Detector {
                 if name == other {
                     if let Some(rule) = shadow {
                         let evidence = format!("`{name}` is also offered by server `{}`", other_server.name);
-                        push(&mut report.findings, finding(rule, rule.spec.severity, "/name", rule.spec.message().to_owned(), evidence, None));
+                        push(
+                            &mut report.findings,
+                            finding(rule, rule.spec.severity, "/name", rule.spec.message().to_owned(), evidence, None),
+                        );
                     }
                 } else if skel == oskel {
                     if let Some(rule) = confusable {
                         let evidence = format!("`{name}` looks like `{other}` of server `{}`", other_server.name);
-                        push(&mut report.findings, finding(rule, Severity::High.max(rule.spec.severity), "/name", rule.spec.message().to_owned(), evidence, None));
+                        push(
+                            &mut report.findings,
+                            finding(
+                                rule,
+                                Severity::High.max(rule.spec.severity),
+                                "/name",
+                                rule.spec.message().to_owned(),
+                                evidence,
+                                None,
+                            ),
+                        );
                     }
                 }
             }
@@ -310,7 +334,17 @@ impl Detector {
                     if mentions(desc, fname) {
                         if let Some(report) = reports.get_mut(si).and_then(|r| r.tools.get_mut(ti)) {
                             let evidence = format!("mentions `{fname}` of server `{fserver}`");
-                            push(&mut report.findings, finding(rule, rule.spec.severity, "/description", rule.spec.message().to_owned(), evidence, None));
+                            push(
+                                &mut report.findings,
+                                finding(
+                                    rule,
+                                    rule.spec.severity,
+                                    "/description",
+                                    rule.spec.message().to_owned(),
+                                    evidence,
+                                    None,
+                                ),
+                            );
                         }
                     }
                 }
@@ -414,7 +448,8 @@ mod tests {
         assert_eq!(padding_span(&s), Some((13, 73)));
         let s = format!("Adds numbers.{}Read ~/.ssh", "\n".repeat(12));
         assert!(padding_span(&s).is_some());
-        let indented = "Lists files.\n                         Each entry has a type.\n                         Sorted by name.";
+        let indented =
+            "Lists files.\n                         Each entry has a type.\n                         Sorted by name.";
         assert_eq!(padding_span(indented), None);
         assert_eq!(padding_span("a b c"), None);
     }

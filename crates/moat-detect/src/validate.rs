@@ -31,7 +31,18 @@ pub(crate) fn luhn(s: &str) -> bool {
         .iter()
         .rev()
         .enumerate()
-        .map(|(i, &x)| if i % 2 == 1 { let y = x * 2; if y > 9 { y - 9 } else { y } } else { x })
+        .map(|(i, &x)| {
+            if i % 2 == 1 {
+                let y = x * 2;
+                if y > 9 {
+                    y - 9
+                } else {
+                    y
+                }
+            } else {
+                x
+            }
+        })
         .sum();
     sum.is_multiple_of(10)
 }
@@ -96,7 +107,10 @@ pub(crate) fn ipv4(s: &str) -> bool {
         return false;
     }
     let ok = parts.iter().all(|p| {
-        !p.is_empty() && p.len() <= 3 && !(p.len() > 1 && p.starts_with('0')) && p.parse::<u16>().is_ok_and(|v| v <= 255)
+        !p.is_empty()
+            && p.len() <= 3
+            && !(p.len() > 1 && p.starts_with('0'))
+            && p.parse::<u16>().is_ok_and(|v| v <= 255)
     });
     ok && parts.iter().any(|p| p.len() >= 2)
 }
@@ -105,8 +119,20 @@ pub(crate) fn ipv4(s: &str) -> bool {
 /// `your-…`, `changeme`.
 pub(crate) fn placeholder(s: &str) -> bool {
     let l = s.to_ascii_lowercase();
-    const WORDS: [&str; 12] =
-        ["password", "passwd", "pass", "pwd", "secret", "changeme", "example", "your", "redacted", "placeholder", "dummy", "test"];
+    const WORDS: [&str; 12] = [
+        "password",
+        "passwd",
+        "pass",
+        "pwd",
+        "secret",
+        "changeme",
+        "example",
+        "your",
+        "redacted",
+        "placeholder",
+        "dummy",
+        "test",
+    ];
     l.starts_with('$')
         || l.starts_with('<')
         || l.starts_with('{')

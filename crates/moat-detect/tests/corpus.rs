@@ -100,7 +100,8 @@ fn corpus_meets_targets() {
     }
     let mut servers = 0;
     let mut server_meta = Tally::default();
-    let mut entries: Vec<_> = std::fs::read_dir(corpus_dir().join("tools/benign")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<_> =
+        std::fs::read_dir(corpus_dir().join("tools/benign")).unwrap().map(|e| e.unwrap().path()).collect();
     entries.sort();
     for path in entries {
         let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
@@ -189,7 +190,9 @@ fn corpus_meets_targets() {
     }
     println!(
         "== BIPIA text attacks (informational, no target): recall {:.1}% ({}/{})",
-        100.0 * bipia.recall(), bipia.tp, bipia.pos
+        100.0 * bipia.recall(),
+        bipia.tp,
+        bipia.pos
     );
 
     // --- Rule negative examples: no finding of their own rule (also checked in tests/rules.rs).

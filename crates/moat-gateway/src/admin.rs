@@ -67,7 +67,11 @@ async fn readyz(State(s): State<AdminState>) -> Response {
         return (StatusCode::OK, Json(serde_json::json!({ "status": "ready" }))).into_response();
     }
     let down = s.metrics.upstreams_down();
-    let reason = if down.is_empty() { "not every upstream is up".to_owned() } else { format!("upstreams down: {}", down.join(", ")) };
+    let reason = if down.is_empty() {
+        "not every upstream is up".to_owned()
+    } else {
+        format!("upstreams down: {}", down.join(", "))
+    };
     let body = serde_json::json!({ "status": "not ready", "reason": reason, "upstreams_down": down });
     (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
 }

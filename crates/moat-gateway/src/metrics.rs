@@ -26,7 +26,8 @@ pub const PROMETHEUS_CONTENT_TYPE: &str = prometheus_client::encoding::prometheu
 pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Upper bounds, in seconds, of the upstream latency histogram's buckets: 0.5 ms to 30 s.
-pub const LATENCY_BUCKETS: [f64; 15] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+pub const LATENCY_BUCKETS: [f64; 15] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
 /// The label value that stands for every method, rule or upstream that is not counted by name.
 pub const OTHER: &str = "other";
@@ -96,7 +97,8 @@ impl Metrics {
         let requests = Family::<MethodLabels, Counter>::default();
         let decisions = Family::<DecisionLabels, Counter>::default();
         let upstream_errors = Family::<UpstreamLabels, Counter>::default();
-        let upstream_latency = Family::<UpstreamMethodLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        let upstream_latency =
+            Family::<UpstreamMethodLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
         let active_sessions = Gauge::default();
         let quarantined = Gauge::default();
         let upstream_up = Family::<UpstreamLabels, Gauge>::default();
@@ -108,15 +110,27 @@ impl Metrics {
             "Guard decisions, by decision and by rule id (one count per rule; rule is empty when no rule matched)",
             decisions.clone(),
         );
-        registry.register("moat_upstream_errors", "Upstream calls that failed (transport error or timeout), by upstream", upstream_errors.clone());
+        registry.register(
+            "moat_upstream_errors",
+            "Upstream calls that failed (transport error or timeout), by upstream",
+            upstream_errors.clone(),
+        );
         registry.register(
             "moat_upstream_latency_seconds",
             "Time from forwarding a request to an upstream until its response, by upstream and method",
             upstream_latency.clone(),
         );
         registry.register("moat_active_sessions", "Client sessions currently open", active_sessions.clone());
-        registry.register("moat_quarantined_definitions", "Tool, prompt and resource-template definitions currently quarantined by the pinning guard", quarantined.clone());
-        registry.register("moat_upstream_up", "Whether an upstream is connected and initialized (1) or not (0)", upstream_up.clone());
+        registry.register(
+            "moat_quarantined_definitions",
+            "Tool, prompt and resource-template definitions currently quarantined by the pinning guard",
+            quarantined.clone(),
+        );
+        registry.register(
+            "moat_upstream_up",
+            "Whether an upstream is connected and initialized (1) or not (0)",
+            upstream_up.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -312,7 +326,9 @@ mod tests {
 
     /// The value of the one sample line that starts with `series` (name and labels, exactly).
     fn sample(text: &str, series: &str) -> Option<f64> {
-        text.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).map(|v| v.trim().parse().unwrap()))
+        text.lines().find_map(|l| {
+            l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).map(|v| v.trim().parse().unwrap())
+        })
     }
 
     #[test]
@@ -341,7 +357,11 @@ mod tests {
         assert_eq!(sample(&t, r#"moat_decisions_total{decision="allow",rule=""}"#), Some(1.0), "{t}");
         assert_eq!(sample(&t, r#"moat_decisions_total{decision="deny",rule="MOAT-SEC-001"}"#), Some(2.0), "{t}");
         assert_eq!(sample(&t, r#"moat_decisions_total{decision="deny",rule="MOAT-CMD-002"}"#), Some(1.0), "{t}");
-        assert_eq!(sample(&t, r#"moat_decisions_total{decision="quarantine",rule="MOAT-PIN-CHANGED"}"#), Some(1.0), "{t}");
+        assert_eq!(
+            sample(&t, r#"moat_decisions_total{decision="quarantine",rule="MOAT-PIN-CHANGED"}"#),
+            Some(1.0),
+            "{t}"
+        );
         assert_eq!(sample(&t, r#"moat_decisions_total{decision="deny",rule=""}"#), None, "{t}");
     }
 
@@ -352,13 +372,22 @@ mod tests {
         m.observe_upstream("fs", "tools/call", Duration::from_millis(20), false);
         m.observe_upstream("fs", "tools/call", Duration::from_secs(60), true);
         let t = m.encode();
-        let b = |le: &str| sample(&t, &format!(r#"moat_upstream_latency_seconds_bucket{{upstream="fs",method="tools/call",le="{le}"}}"#));
+        let b = |le: &str| {
+            sample(
+                &t,
+                &format!(r#"moat_upstream_latency_seconds_bucket{{upstream="fs",method="tools/call",le="{le}"}}"#),
+            )
+        };
         assert_eq!(b("0.0005"), Some(1.0), "{t}");
         assert_eq!(b("0.01"), Some(1.0), "{t}");
         assert_eq!(b("0.025"), Some(2.0), "{t}");
         assert_eq!(b("30"), Some(2.0), "{t}");
         assert_eq!(b("+Inf"), Some(3.0), "{t}");
-        assert_eq!(sample(&t, r#"moat_upstream_latency_seconds_count{upstream="fs",method="tools/call"}"#), Some(3.0), "{t}");
+        assert_eq!(
+            sample(&t, r#"moat_upstream_latency_seconds_count{upstream="fs",method="tools/call"}"#),
+            Some(3.0),
+            "{t}"
+        );
         assert_eq!(sample(&t, r#"moat_upstream_errors_total{upstream="fs"}"#), Some(1.0), "{t}");
     }
 
@@ -391,7 +420,10 @@ mod tests {
         }
         let t = m.encode();
         assert_eq!(sample(&t, r#"moat_decisions_total{decision="deny",rule="R0"}"#), Some(1.0));
-        assert_eq!(sample(&t, &format!(r#"moat_decisions_total{{decision="deny",rule="R{}"}}"#, MAX_RULE_LABELS)), None);
+        assert_eq!(
+            sample(&t, &format!(r#"moat_decisions_total{{decision="deny",rule="R{}"}}"#, MAX_RULE_LABELS)),
+            None
+        );
         assert_eq!(sample(&t, r#"moat_decisions_total{decision="deny",rule="other"}"#), Some(5.0));
     }
 

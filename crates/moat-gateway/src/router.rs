@@ -178,7 +178,10 @@ impl Router {
     ) -> Arc<Router> {
         let n = upstreams.len();
         let router = Arc::new(Router {
-            permits: upstreams.iter().map(|u| Arc::new(tokio::sync::Semaphore::new(u.config.max_concurrent.max(1)))).collect(),
+            permits: upstreams
+                .iter()
+                .map(|u| Arc::new(tokio::sync::Semaphore::new(u.config.max_concurrent.max(1))))
+                .collect(),
             processed: upstreams.iter().map(|_| tokio::sync::watch::channel(0).0).collect(),
             recent: Mutex::new(std::collections::VecDeque::new()),
             metrics: Arc::new(crate::metrics::Metrics::new()),
@@ -266,8 +269,23 @@ impl Router {
                         let what = if kind == ListKind::Tools { "tool" } else { "prompt" };
                         match self.quarantine_reason(kind, &name) {
                             Some((reason, rules)) => {
-                                let rec = self.record(session, "", method, &name, Decision::Quarantine, rules, &reason, None, None);
-                                let bytes = jsonrpc::error_response(Some(&id), code::DENIED, &format!("{what} `{name}` is quarantined: {reason}"), None);
+                                let rec = self.record(
+                                    session,
+                                    "",
+                                    method,
+                                    &name,
+                                    Decision::Quarantine,
+                                    rules,
+                                    &reason,
+                                    None,
+                                    None,
+                                );
+                                let bytes = jsonrpc::error_response(
+                                    Some(&id),
+                                    code::DENIED,
+                                    &format!("{what} `{name}` is quarantined: {reason}"),
+                                    None,
+                                );
                                 Reply::Message(self.commit(rec, bytes, Some(&id)).await)
                             }
                             None => error(&id, code::INVALID_PARAMS, &format!("unknown {what} `{name}`")),
@@ -359,7 +377,11 @@ impl Router {
                     }
                     "resources" => {
                         let sub = v.get("subscribe").and_then(Value::as_bool).unwrap_or(false)
-                            || caps.get("resources").and_then(|r| r.get("subscribe")).and_then(Value::as_bool).unwrap_or(false);
+                            || caps
+                                .get("resources")
+                                .and_then(|r| r.get("subscribe"))
+                                .and_then(Value::as_bool)
+                                .unwrap_or(false);
                         caps.insert(k.clone(), json!({ "listChanged": true, "subscribe": sub }));
                     }
                     "logging" | "completions" => {
@@ -440,7 +462,9 @@ impl Router {
                     self.authorize_list(session, kind, i, &mut items);
                     for mut item in items {
                         if matches!(kind, ListKind::Tools | ListKind::Prompts) {
-                            let Some(name) = item.get("name").and_then(Value::as_str).map(str::to_string) else { continue };
+                            let Some(name) = item.get("name").and_then(Value::as_str).map(str::to_string) else {
+                                continue;
+                            };
                             let public = self.public_name(i, &name);
                             if let Some(obj) = item.as_object_mut() {
                                 obj.insert("name".into(), Value::String(public.clone()));
@@ -450,14 +474,18 @@ impl Router {
                         merged.push(item);
                     }
                 }
-                Err(e) => tracing::warn!(upstream = %self.upstreams.get(i).map_or("", |u| u.name.as_str()), error = %e, "list failed; answering without this upstream"),
+                Err(e) => {
+                    tracing::warn!(upstream = %self.upstreams.get(i).map_or("", |u| u.name.as_str()), error = %e, "list failed; answering without this upstream")
+                }
             }
         }
         // A name two upstreams produce is never resolved silently: neither is offered.
         let collisions: Vec<String> = seen.into_iter().filter(|(_, n)| *n > 1).map(|(k, _)| k).collect();
         if !collisions.is_empty() {
             tracing::error!(names = ?collisions, "name collision between upstreams; these names are withheld");
-            merged.retain(|item| item.get("name").and_then(Value::as_str).is_none_or(|n| !collisions.iter().any(|c| c == n)));
+            merged.retain(|item| {
+                item.get("name").and_then(Value::as_str).is_none_or(|n| !collisions.iter().any(|c| c == n))
+            });
         }
         jsonrpc::response(id, &to_raw(&json!({ kind.key(): merged })))
     }
@@ -477,7 +505,12 @@ impl Router {
                     let schema = (kind == ListKind::Tools)
                         .then(|| item.get("inputSchema").map(crate::guard::args::ArgumentGuard::compile))
                         .flatten();
-                    let route = Route { upstream, name: name.to_string(), schema, annotations: item.get("annotations").cloned() };
+                    let route = Route {
+                        upstream,
+                        name: name.to_string(),
+                        schema,
+                        annotations: item.get("annotations").cloned(),
+                    };
                     let public = self.public_name(upstream, name);
                     let map = if kind == ListKind::Tools { &mut cat.tools } else { &mut cat.prompts };
                     map.insert(public, route);
@@ -509,7 +542,12 @@ impl Router {
         }
     }
 
-    async fn fetch_page(&self, upstream: usize, kind: ListKind, cursor: Option<&str>) -> Result<(Vec<Value>, Option<String>), String> {
+    async fn fetch_page(
+        &self,
+        upstream: usize,
+        kind: ListKind,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<Value>, Option<String>), String> {
         let up = self.upstreams.get(upstream).ok_or("no such upstream")?;
         if up.info().is_some_and(|i| i.capabilities.get(kind.capability()).is_none()) {
             return Ok((Vec::new(), None));
@@ -640,7 +678,13 @@ impl Router {
     }
 
     /// Forwards a client request to an upstream, renaming `params.name` when namespaced.
-    fn forward(self: &Arc<Self>, session: &Arc<Session>, msg: &Message, upstream: usize, rename: Option<&str>) -> Reply {
+    fn forward(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        msg: &Message,
+        upstream: usize,
+        rename: Option<&str>,
+    ) -> Reply {
         let params = match (rename, msg.params()) {
             (Some(name), Some(p)) => raw::with_member(p, "name", to_raw(&Value::String(name.to_string()))),
             _ => None,
@@ -648,7 +692,13 @@ impl Router {
         self.forward_with_params(session, msg, upstream, params)
     }
 
-    fn forward_with_params(self: &Arc<Self>, session: &Arc<Session>, msg: &Message, upstream: usize, params: Option<Box<RawValue>>) -> Reply {
+    fn forward_with_params(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        msg: &Message,
+        upstream: usize,
+        params: Option<Box<RawValue>>,
+    ) -> Reply {
         let Some(client_id) = msg.id().cloned() else { return Reply::Accepted };
         let Some(up) = self.upstreams.get(upstream).cloned() else {
             return error(&client_id, code::INTERNAL_ERROR, "no such upstream");
@@ -659,7 +709,8 @@ impl Router {
         let session = session.clone();
         let msg = msg.clone();
         tokio::spawn(async move {
-            let final_bytes = this.guarded_call(&session, &msg, &up, upstream, &method, params, &client_id, tx.clone()).await;
+            let final_bytes =
+                this.guarded_call(&session, &msg, &up, upstream, &method, params, &client_id, tx.clone()).await;
             let _ = tx.send(StreamItem::Final(final_bytes)).await;
         });
         Reply::Stream(rx)
@@ -686,7 +737,10 @@ impl Router {
             if let Some((new_params, our_token, original)) = self.remap_progress(p) {
                 token = Some(our_token.clone());
                 if let Ok(mut map) = self.progress.lock() {
-                    map.insert(our_token, ProgressRoute { session: session.clone(), original, upstream, upstream_id: up_id.clone() });
+                    map.insert(
+                        our_token,
+                        ProgressRoute { session: session.clone(), original, upstream, upstream_id: up_id.clone() },
+                    );
                 }
                 params = Some(new_params);
             }
@@ -749,7 +803,8 @@ impl Router {
         client_id: &Id,
         sink: mpsc::Sender<StreamItem>,
     ) -> Bytes {
-        let (bytes, record) = self.guarded_call_inner(session, msg, up, upstream, method, params, client_id, sink).await;
+        let (bytes, record) =
+            self.guarded_call_inner(session, msg, up, upstream, method, params, client_id, sink).await;
         self.commit(record, bytes, Some(client_id)).await
     }
 
@@ -765,7 +820,12 @@ impl Router {
             Ok(_) => bytes,
             Err(e) if log.is_required() => {
                 tracing::error!(error = %e, "audit record not written; refusing the call");
-                jsonrpc::error_response(client_id, code::INTERNAL_ERROR, "the call was refused because its audit record could not be written", None)
+                jsonrpc::error_response(
+                    client_id,
+                    code::INTERNAL_ERROR,
+                    "the call was refused because its audit record could not be written",
+                    None,
+                )
             }
             Err(e) => {
                 tracing::warn!(error = %e, "audit record not written");
@@ -789,12 +849,24 @@ impl Router {
         let started = Instant::now();
         let target = match method {
             "tools/call" | "prompts/get" => msg.params_as::<NameParam>().and_then(|p| p.name).unwrap_or_default(),
-            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => msg.params_as::<UriParam>().and_then(|p| p.uri).unwrap_or_default(),
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                msg.params_as::<UriParam>().and_then(|p| p.uri).unwrap_or_default()
+            }
             _ => String::new(),
         };
         let mut arguments = None;
         let deny = |d: Denial, arguments: Option<Value>| {
-            let mut rec = self.record(session, &up.name, method, &target, Decision::Deny, d.rules.clone(), &d.message, Some(started.elapsed()), None);
+            let mut rec = self.record(
+                session,
+                &up.name,
+                method,
+                &target,
+                Decision::Deny,
+                d.rules.clone(),
+                &d.message,
+                Some(started.elapsed()),
+                None,
+            );
             rec.arguments = arguments;
             (jsonrpc::error_response(Some(client_id), d.code, &d.message, d.data.as_ref()), rec)
         };
@@ -813,7 +885,11 @@ impl Router {
             // Arguments a guard cannot read are refused, never checked as `{}` while the
             // original bytes go upstream.
             let Some(parsed) = msg.params_as::<Args>() else {
-                return deny(Denial::new(code::INVALID_PARAMS, "the call's arguments cannot be read").with_rules(vec!["MOAT-ARG-001".into()]), None);
+                return deny(
+                    Denial::new(code::INVALID_PARAMS, "the call's arguments cannot be read")
+                        .with_rules(vec!["MOAT-ARG-001".into()]),
+                    None,
+                );
             };
             let args = parsed.arguments.unwrap_or_else(|| json!({}));
             let schema = self.catalog.read().ok().and_then(|c| c.tools.get(&target).and_then(|r| r.schema.clone()));
@@ -824,10 +900,17 @@ impl Router {
                 Err(d) => return deny(d, arguments),
             }
         }
-        let Some(permits) = self.permits.get(upstream).cloned() else { return deny(Denial::new(code::INTERNAL_ERROR, "no such upstream"), arguments) };
-        let Ok(_permit) = permits.acquire_owned().await else { return deny(Denial::new(code::INTERNAL_ERROR, "upstream is shutting down"), arguments) };
+        let Some(permits) = self.permits.get(upstream).cloned() else {
+            return deny(Denial::new(code::INTERNAL_ERROR, "no such upstream"), arguments);
+        };
+        let Ok(_permit) = permits.acquire_owned().await else {
+            return deny(Denial::new(code::INTERNAL_ERROR, "upstream is shutting down"), arguments);
+        };
         let Some(conn) = up.connection(WAIT_READY).await else {
-            let d = Denial::new(code::UPSTREAM_UNAVAILABLE, format!("upstream `{}` is not available; it is starting or restarting", up.name));
+            let d = Denial::new(
+                code::UPSTREAM_UNAVAILABLE,
+                format!("upstream `{}` is not available; it is starting or restarting", up.name),
+            );
             return deny(d, arguments);
         };
         let resp = match self.call_upstream(session, msg, &conn, upstream, method, params, client_id, sink).await {
@@ -843,20 +926,50 @@ impl Router {
         };
         let guarded = matches!(method, "tools/call" | "resources/read" | "prompts/get");
         let (Some(result), true) = (resp.result(), guarded) else {
-            let mut rec = self.record(session, &up.name, method, &target, Decision::Allow, flagged, "", Some(started.elapsed()), Some(resp.raw().len()));
+            let mut rec = self.record(
+                session,
+                &up.name,
+                method,
+                &target,
+                Decision::Allow,
+                flagged,
+                "",
+                Some(started.elapsed()),
+                Some(resp.raw().len()),
+            );
             rec.arguments = arguments;
             return (resp.with_id(client_id), rec);
         };
         let (bytes, mut rec) = match self.guards.output.check(method, &target, result, &session.spotlight_boundary) {
             ResultDecision::Forward { flagged: f } => {
                 flagged.extend(f);
-                let rec = self.record(session, &up.name, method, &target, Decision::Allow, flagged, "", Some(started.elapsed()), Some(result.get().len()));
+                let rec = self.record(
+                    session,
+                    &up.name,
+                    method,
+                    &target,
+                    Decision::Allow,
+                    flagged,
+                    "",
+                    Some(started.elapsed()),
+                    Some(result.get().len()),
+                );
                 (resp.with_id(client_id), rec)
             }
             ResultDecision::Rewrite { result, mut rules } => {
                 rules.extend(flagged);
                 let raw = to_raw(&result);
-                let rec = self.record(session, &up.name, method, &target, Decision::Modify, rules, "result rewritten by output guards", Some(started.elapsed()), Some(raw.get().len()));
+                let rec = self.record(
+                    session,
+                    &up.name,
+                    method,
+                    &target,
+                    Decision::Modify,
+                    rules,
+                    "result rewritten by output guards",
+                    Some(started.elapsed()),
+                    Some(raw.get().len()),
+                );
                 (resp.with_id_and_result(client_id, &raw), rec)
             }
             ResultDecision::Block(d) => return deny(d, arguments),
@@ -894,7 +1007,14 @@ impl Router {
     }
 
     /// Cedar authorization of one call, by the upstream's own name for the tool or prompt.
-    fn authorize_call(&self, session: &Session, method: &str, upstream: &str, target: &str, msg: &Message) -> Result<(), Denial> {
+    fn authorize_call(
+        &self,
+        session: &Session,
+        method: &str,
+        upstream: &str,
+        target: &str,
+        msg: &Message,
+    ) -> Result<(), Denial> {
         use moat_auth::policy::{Action, Resource, ToolAnnotations};
         #[derive(Deserialize)]
         struct Args {
@@ -902,21 +1022,37 @@ impl Router {
         }
         let args = msg.params_as::<Args>().and_then(|a| a.arguments);
         let route = |kind: ListKind| {
-            self.catalog.read().ok().and_then(|c| if kind == ListKind::Tools { c.tools.get(target).cloned() } else { c.prompts.get(target).cloned() })
+            self.catalog.read().ok().and_then(|c| {
+                if kind == ListKind::Tools {
+                    c.tools.get(target).cloned()
+                } else {
+                    c.prompts.get(target).cloned()
+                }
+            })
         };
         match method {
             "tools/call" => {
                 let r = route(ListKind::Tools);
                 let name = r.as_ref().map_or(target, |r| r.name.as_str());
                 let annotations = ToolAnnotations::from_json(r.as_ref().and_then(|r| r.annotations.as_ref()));
-                self.guards.authorize(session, Action::CallTool, &Resource::Tool { upstream, name, annotations }, args.as_ref())
+                self.guards.authorize(
+                    session,
+                    Action::CallTool,
+                    &Resource::Tool { upstream, name, annotations },
+                    args.as_ref(),
+                )
             }
             "prompts/get" => {
                 let r = route(ListKind::Prompts);
                 let name = r.as_ref().map_or(target, |r| r.name.as_str());
                 self.guards.authorize(session, Action::GetPrompt, &Resource::Prompt { upstream, name }, args.as_ref())
             }
-            "resources/read" | "resources/subscribe" => self.guards.authorize(session, Action::ReadResource, &Resource::Resource { upstream, uri: target }, None),
+            "resources/read" | "resources/subscribe" => self.guards.authorize(
+                session,
+                Action::ReadResource,
+                &Resource::Resource { upstream, uri: target },
+                None,
+            ),
             _ => Ok(()),
         }
     }
@@ -932,9 +1068,18 @@ impl Router {
             let name = item.get("name").and_then(Value::as_str).unwrap_or_default();
             let uri = item.get("uri").or_else(|| item.get("uriTemplate")).and_then(Value::as_str).unwrap_or_default();
             let (action, resource) = match kind {
-                ListKind::Tools => (Action::ListTools, Resource::Tool { upstream: up, name, annotations: ToolAnnotations::from_json(item.get("annotations")) }),
+                ListKind::Tools => (
+                    Action::ListTools,
+                    Resource::Tool {
+                        upstream: up,
+                        name,
+                        annotations: ToolAnnotations::from_json(item.get("annotations")),
+                    },
+                ),
                 ListKind::Prompts => (Action::ListPrompts, Resource::Prompt { upstream: up, name }),
-                ListKind::Resources | ListKind::Templates => (Action::ListResources, Resource::Resource { upstream: up, uri }),
+                ListKind::Resources | ListKind::Templates => {
+                    (Action::ListResources, Resource::Resource { upstream: up, uri })
+                }
             };
             self.guards.authorize(session, action, &resource, None).is_ok()
         });
@@ -943,7 +1088,11 @@ impl Router {
     fn quarantine_reason(&self, kind: ListKind, public: &str) -> Option<(String, Vec<String>)> {
         let pk = if kind == ListKind::Tools { ListKindPin::Tool } else { ListKindPin::Prompt };
         self.upstreams.iter().find_map(|u| {
-            let name = if self.namer.is_namespaced() { public.strip_prefix(&format!("{}{}", u.name, self.namer.separator()))? } else { public };
+            let name = if self.namer.is_namespaced() {
+                public.strip_prefix(&format!("{}{}", u.name, self.namer.separator()))?
+            } else {
+                public
+            };
             self.guards.pins.quarantine_reason(&u.name, pk, name).map(|q| (q.reason, q.rules))
         })
     }
@@ -1032,7 +1181,10 @@ impl Router {
                     }
                     if let Some(up) = self.upstreams.get(upstream) {
                         if let Some(text) = up.info().and_then(|i| i.instructions) {
-                            self.guards.pins.check_instructions(&up.config.identity(), &up.name, up.config.pinning, &text).await;
+                            self.guards
+                                .pins
+                                .check_instructions(&up.config.identity(), &up.name, up.config.pinning, &text)
+                                .await;
                         }
                     }
                     // Lists are learned when clients ask (so the upstream sees the same
@@ -1042,8 +1194,16 @@ impl Router {
                     if restarted {
                         let this = self.clone();
                         tokio::spawn(async move {
-                            this.refresh(upstream, &[ListKind::Tools, ListKind::Prompts, ListKind::Resources, ListKind::Templates]).await;
-                            for m in ["notifications/tools/list_changed", "notifications/prompts/list_changed", "notifications/resources/list_changed"] {
+                            this.refresh(
+                                upstream,
+                                &[ListKind::Tools, ListKind::Prompts, ListKind::Resources, ListKind::Templates],
+                            )
+                            .await;
+                            for m in [
+                                "notifications/tools/list_changed",
+                                "notifications/prompts/list_changed",
+                                "notifications/resources/list_changed",
+                            ] {
                                 this.broadcast(jsonrpc::notification(m, None));
                             }
                         });
@@ -1106,7 +1266,12 @@ impl Router {
                 // No client is in a call: Moat itself has no roots to offer.
                 jsonrpc::response(&up_req_id, &to_raw(&json!({ "roots": [] })))
             } else {
-                jsonrpc::error_response(Some(&up_req_id), code::INTERNAL_ERROR, &format!("no client session can answer `{method}` now"), None)
+                jsonrpc::error_response(
+                    Some(&up_req_id),
+                    code::INTERNAL_ERROR,
+                    &format!("no client session can answer `{method}` now"),
+                    None,
+                )
             };
             let _ = conn.send_raw(reply, None).await;
             return;
@@ -1119,7 +1284,12 @@ impl Router {
         };
         if let Some(cap) = needed {
             if !session.has_capability(cap) {
-                let reply = jsonrpc::error_response(Some(&up_req_id), code::METHOD_NOT_FOUND, &format!("the client does not support `{cap}`"), None);
+                let reply = jsonrpc::error_response(
+                    Some(&up_req_id),
+                    code::METHOD_NOT_FOUND,
+                    &format!("the client does not support `{cap}`"),
+                    None,
+                );
                 let _ = conn.send_raw(reply, None).await;
                 return;
             }
@@ -1140,22 +1310,29 @@ impl Router {
                 struct P {
                     progress_token: Option<Value>,
                 }
-                let token = msg.params_as::<P>().and_then(|p| p.progress_token).and_then(|t| t.as_str().map(str::to_string));
+                let token =
+                    msg.params_as::<P>().and_then(|p| p.progress_token).and_then(|t| t.as_str().map(str::to_string));
                 let route = token.as_ref().and_then(|t| {
-                    self.progress.lock().ok().and_then(|m| m.get(t).map(|r| (r.session.clone(), r.original.clone(), r.upstream, r.upstream_id.clone())))
+                    self.progress.lock().ok().and_then(|m| {
+                        m.get(t).map(|r| (r.session.clone(), r.original.clone(), r.upstream, r.upstream_id.clone()))
+                    })
                 });
                 let Some((session, original, upstream, upstream_id)) = route else {
                     self.to_call_or_drop(up.index, related.as_ref(), msg.raw().clone());
                     return;
                 };
-                let Some(params) = msg.params().and_then(|p| raw::with_member(p, "progressToken", original)) else { return };
+                let Some(params) = msg.params().and_then(|p| raw::with_member(p, "progressToken", original)) else {
+                    return;
+                };
                 let bytes = msg.with_id_and_params(None, &params);
                 match self.call_for(upstream, Some(&upstream_id)) {
                     Some((_, sink)) => deliver(&session, &sink, bytes),
                     None => session.push(bytes),
                 }
             }
-            "notifications/tools/list_changed" | "notifications/prompts/list_changed" | "notifications/resources/list_changed" => {
+            "notifications/tools/list_changed"
+            | "notifications/prompts/list_changed"
+            | "notifications/resources/list_changed" => {
                 let kinds: &[ListKind] = match method {
                     "notifications/tools/list_changed" => &[ListKind::Tools],
                     "notifications/prompts/list_changed" => &[ListKind::Prompts],
@@ -1178,10 +1355,14 @@ impl Router {
                 struct Cancel {
                     request_id: Option<Value>,
                 }
-                let Some(rid) = msg.params_as::<Cancel>().and_then(|c| c.request_id).map(|v| v.to_string()) else { return };
+                let Some(rid) = msg.params_as::<Cancel>().and_then(|c| c.request_id).map(|v| v.to_string()) else {
+                    return;
+                };
                 for s in self.sessions.all() {
                     let hit = s.server_requests.lock().ok().and_then(|m| {
-                        m.iter().find(|(_, (u, orig))| *u == up.index && orig.as_json() == rid).map(|(cid, _)| cid.clone())
+                        m.iter()
+                            .find(|(_, (u, orig))| *u == up.index && orig.as_json() == rid)
+                            .map(|(cid, _)| cid.clone())
                     });
                     if let Some(cid) = hit {
                         let raw_id: Value = serde_json::from_str(cid.as_json()).unwrap_or(Value::Null);
@@ -1221,7 +1402,8 @@ impl Router {
 fn deliver(session: &Arc<Session>, sink: &mpsc::Sender<StreamItem>, bytes: Bytes) {
     if let Err(e) = sink.try_send(StreamItem::Related(bytes)) {
         let bytes = match e {
-            mpsc::error::TrySendError::Full(StreamItem::Related(b)) | mpsc::error::TrySendError::Closed(StreamItem::Related(b)) => b,
+            mpsc::error::TrySendError::Full(StreamItem::Related(b))
+            | mpsc::error::TrySendError::Closed(StreamItem::Related(b)) => b,
             _ => return,
         };
         session.push(bytes);

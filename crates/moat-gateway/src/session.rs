@@ -166,7 +166,11 @@ impl SessionTable {
         Arc::new(SessionTable { map: RwLock::new(HashMap::new()), idle, max_life, max_sessions })
     }
 
-    pub fn create(&self, identity: moat_auth::Principal, version: ProtocolVersion) -> Result<Arc<Session>, CreateError> {
+    pub fn create(
+        &self,
+        identity: moat_auth::Principal,
+        version: ProtocolVersion,
+    ) -> Result<Arc<Session>, CreateError> {
         let key_owned = identity.key();
         let principal = key_owned.as_str();
         let mut raw = [0u8; SESSION_ID_BYTES];
@@ -287,7 +291,9 @@ mod tests {
     #[tokio::test]
     async fn sessions_are_bound_to_their_principal_and_expire() {
         let t = SessionTable::new(Duration::from_millis(50), Duration::from_secs(60), 10);
-        let s = t.create(moat_auth::Principal::new("alice", moat_auth::AuthMethod::ApiKey), ProtocolVersion::LATEST).unwrap();
+        let s = t
+            .create(moat_auth::Principal::new("alice", moat_auth::AuthMethod::ApiKey), ProtocolVersion::LATEST)
+            .unwrap();
         let alice = s.principal.clone();
         assert!(s.id.len() >= 43, "256-bit ids");
         assert!(matches!(t.get(&alice, &s.id), Lookup::Found(_)));
@@ -303,7 +309,10 @@ mod tests {
     fn the_table_has_a_limit() {
         let t = SessionTable::new(Duration::from_secs(60), Duration::from_secs(60), 1);
         t.create(moat_auth::Principal::anonymous(), ProtocolVersion::LATEST).unwrap();
-        assert!(matches!(t.create(moat_auth::Principal::anonymous(), ProtocolVersion::LATEST), Err(CreateError::Full(1))));
+        assert!(matches!(
+            t.create(moat_auth::Principal::anonymous(), ProtocolVersion::LATEST),
+            Err(CreateError::Full(1))
+        ));
     }
 
     #[test]

@@ -61,7 +61,12 @@ pub struct Upstream {
 
 impl Upstream {
     /// Creates the upstream and starts supervising it.
-    pub fn start(index: usize, config: UpstreamConfig, base_dir: PathBuf, events: mpsc::Sender<UpstreamEvent>) -> Arc<Upstream> {
+    pub fn start(
+        index: usize,
+        config: UpstreamConfig,
+        base_dir: PathBuf,
+        events: mpsc::Sender<UpstreamEvent>,
+    ) -> Arc<Upstream> {
         let (ready, _) = watch::channel(false);
         let (stop, _) = watch::channel(false);
         let up = Arc::new(Upstream {
@@ -180,14 +185,23 @@ impl Upstream {
     #[allow(clippy::type_complexity)]
     async fn connect(
         &self,
-    ) -> Result<(Arc<Connection>, mpsc::Receiver<Inbound>, Option<tokio::sync::oneshot::Receiver<moat_mcp::transport::stdio::ExitReport>>), String> {
+    ) -> Result<
+        (
+            Arc<Connection>,
+            mpsc::Receiver<Inbound>,
+            Option<tokio::sync::oneshot::Receiver<moat_mcp::transport::stdio::ExitReport>>,
+        ),
+        String,
+    > {
         if let Some(argv) = &self.config.command {
             let cmd = self.command(argv)?;
-            let (t, rx, exit) = StdioTransport::spawn(&self.name, cmd).map_err(|e| format!("cannot start `{}`: {e}", argv.join(" ")))?;
+            let (t, rx, exit) = StdioTransport::spawn(&self.name, cmd)
+                .map_err(|e| format!("cannot start `{}`: {e}", argv.join(" ")))?;
             let (conn, events) = Connection::start(&self.name, Transport::Stdio(t), rx);
             Ok((conn, events, Some(exit)))
         } else if let Some(url) = &self.config.url {
-            let (t, rx) = HttpTransport::new(&self.name, url, HttpTransport::default_client(), self.upstream_headers()?);
+            let (t, rx) =
+                HttpTransport::new(&self.name, url, HttpTransport::default_client(), self.upstream_headers()?);
             let (conn, events) = Connection::start(&self.name, Transport::Http(t), rx);
             Ok((conn, events, None))
         } else {
@@ -211,13 +225,15 @@ impl Upstream {
         };
         if let Some(r) = &self.config.credential {
             let token = resolve(&EnvValue::Reference(r.clone()))?;
-            let mut v = HeaderValue::from_str(&format!("Bearer {}", token.trim())).map_err(|_| format!("credential `{r}` is not a valid header value"))?;
+            let mut v = HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+                .map_err(|_| format!("credential `{r}` is not a valid header value"))?;
             v.set_sensitive(true);
             map.insert(AUTHORIZATION, v);
         }
         for (k, v) in &self.config.headers {
             let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| format!("invalid header name `{k}`"))?;
-            let mut value = HeaderValue::from_str(&resolve(v)?).map_err(|_| format!("header `{k}` has an invalid value"))?;
+            let mut value =
+                HeaderValue::from_str(&resolve(v)?).map_err(|_| format!("header `{k}` has an invalid value"))?;
             value.set_sensitive(true);
             map.insert(name, value);
         }

@@ -173,7 +173,8 @@ fn promtool_check(promtool: &PathBuf, text: &str) -> (bool, String) {
 /// `MOAT_PROMTOOL`, else `promtool` on `PATH`; `None` (after a visible skip) when absent.
 fn promtool() -> Option<PathBuf> {
     let found = std::env::var_os("MOAT_PROMTOOL").map(PathBuf::from).or_else(|| {
-        std::env::var_os("PATH").and_then(|path| std::env::split_paths(&path).map(|d| d.join("promtool")).find(|p| p.is_file()))
+        std::env::var_os("PATH")
+            .and_then(|path| std::env::split_paths(&path).map(|d| d.join("promtool")).find(|p| p.is_file()))
     });
     if found.is_none() {
         let reason = "promtool not found (set MOAT_PROMTOOL or install Debian's `prometheus` package)";

@@ -29,7 +29,13 @@ impl McpClient {
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        Ok(McpClient { sender, host: addr.to_string(), path: path.to_string(), session: None, version: "2025-11-25".into() })
+        Ok(McpClient {
+            sender,
+            host: addr.to_string(),
+            path: path.to_string(),
+            session: None,
+            version: "2025-11-25".into(),
+        })
     }
 
     /// Whether the connection is gone (the server closed it).
@@ -56,10 +62,17 @@ impl McpClient {
         if status != StatusCode::OK {
             bail!("initialize answered {status}: {}", String::from_utf8_lossy(&reply));
         }
-        let sid = headers.get("mcp-session-id").and_then(|v| v.to_str().ok()).ok_or_else(|| anyhow!("initialize answered without `Mcp-Session-Id`"))?;
+        let sid = headers
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| anyhow!("initialize answered without `Mcp-Session-Id`"))?;
         self.session = Some(sid.to_string());
         let msg = response_of(&headers, reply)?;
-        if let Some(v) = msg.result().and_then(|r| serde_json::from_str::<serde_json::Value>(r.get()).ok()).and_then(|r| r.get("protocolVersion")?.as_str().map(String::from)) {
+        if let Some(v) = msg
+            .result()
+            .and_then(|r| serde_json::from_str::<serde_json::Value>(r.get()).ok())
+            .and_then(|r| r.get("protocolVersion")?.as_str().map(String::from))
+        {
             self.version = v;
         }
         let note = Bytes::from_static(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
@@ -108,7 +121,10 @@ impl McpClient {
 
 /// The JSON-RPC response in a reply that is either `application/json` or an event stream.
 fn response_of(headers: &http::HeaderMap, body: Bytes) -> Result<Message> {
-    let is_sse = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/event-stream"));
+    let is_sse = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
     if !is_sse {
         return Message::parse(body, &Limits::upstream()).map_err(|e| anyhow!("bad JSON-RPC reply: {e}"));
     }

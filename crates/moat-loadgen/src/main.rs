@@ -77,13 +77,14 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(args.threads.max(1)).enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let runtime =
+        match tokio::runtime::Builder::new_multi_thread().worker_threads(args.threads.max(1)).enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("error: cannot start the runtime: {e}");
+                return ExitCode::from(2);
+            }
+        };
     match runtime.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -97,7 +98,8 @@ async fn run(args: Args) -> Result<()> {
     if args.clients.is_empty() || args.clients.contains(&0) {
         bail!("`--clients` needs one or more counts above zero");
     }
-    let moat = std::fs::canonicalize(&args.moat).with_context(|| format!("cannot find the moat binary `{}`", args.moat.display()))?;
+    let moat = std::fs::canonicalize(&args.moat)
+        .with_context(|| format!("cannot find the moat binary `{}`", args.moat.display()))?;
     if let Some(p) = &args.demo_nodelay_preload {
         if !p.is_file() {
             bail!("cannot find the preload library `{}`", p.display());
@@ -113,7 +115,9 @@ async fn run(args: Args) -> Result<()> {
         for &clients in &args.clients {
             for target in &args.targets {
                 let addr = procs.addr(*target)?;
-                let r = load(addr, clients, &args, text.clone()).await.with_context(|| format!("load on {target} with {clients} clients"))?;
+                let r = load(addr, clients, &args, text.clone())
+                    .await
+                    .with_context(|| format!("load on {target} with {clients} clients"))?;
                 loads.push(LoadResult { target: *target, clients, ..r });
             }
         }

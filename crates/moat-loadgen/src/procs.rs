@@ -2,9 +2,9 @@
 
 use std::fmt;
 use std::net::{SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::os::unix::process::CommandExt;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -70,7 +70,10 @@ impl Proc {
         let deadline = Instant::now() + STARTUP;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait()? {
-                bail!("{name} exited ({status}) before listening; log: {}", std::fs::read_to_string(&self.log).unwrap_or_default());
+                bail!(
+                    "{name} exited ({status}) before listening; log: {}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
             }
             if std::net::TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
                 return Ok(());
@@ -170,8 +173,12 @@ impl Processes {
     pub fn addr(&self, target: Target) -> Result<SocketAddr> {
         match target {
             Target::Direct => Ok(self.direct.addr),
-            Target::GatewayHttp => self.gateway_http.as_ref().map(|p| p.addr).ok_or_else(|| anyhow!("no HTTP-upstream gateway")),
-            Target::GatewayStdio => self.gateway_stdio.as_ref().map(|p| p.addr).ok_or_else(|| anyhow!("no stdio-upstream gateway")),
+            Target::GatewayHttp => {
+                self.gateway_http.as_ref().map(|p| p.addr).ok_or_else(|| anyhow!("no HTTP-upstream gateway"))
+            }
+            Target::GatewayStdio => {
+                self.gateway_stdio.as_ref().map(|p| p.addr).ok_or_else(|| anyhow!("no stdio-upstream gateway"))
+            }
         }
     }
 

@@ -82,7 +82,11 @@ fn figures(run: &RunResult, l: &LoadResult) -> Figures {
 
 pub fn print_machine(moat: &Path, command: &str) {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo.lines().find_map(|l| l.strip_prefix("model name")).map(|v| v.trim_start_matches([' ', '\t', ':']).to_string()).unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_default();
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let mem = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let mem = mem.lines().find_map(|l| l.strip_prefix("MemTotal:")).map(|v| v.trim().to_string()).unwrap_or_default();
@@ -145,9 +149,13 @@ pub fn print_median(runs: &[RunResult]) {
     for clients in first.client_counts() {
         println!();
         println!("{clients} client(s):");
-        println!("  {:<14} {:>10} {:>9} {:>9} {:>12} {:>12} {:>8}", "target", "req/s", "p50 ms", "p99 ms", "+p50 ms", "+p99 ms", "ratio");
+        println!(
+            "  {:<14} {:>10} {:>9} {:>9} {:>12} {:>12} {:>8}",
+            "target", "req/s", "p50 ms", "p99 ms", "+p50 ms", "+p99 ms", "ratio"
+        );
         for l in first.loads.iter().filter(|l| l.clients == clients) {
-            let all: Vec<Figures> = runs.iter().filter_map(|r| r.find(l.target, clients).map(|x| figures(r, x))).collect();
+            let all: Vec<Figures> =
+                runs.iter().filter_map(|r| r.find(l.target, clients).map(|x| figures(r, x))).collect();
             let m = |f: fn(&Figures) -> Option<f64>| median(all.iter().filter_map(f).collect());
             let rps = m(|f| Some(f.rps));
             let p50 = m(|f| Some(f.p50_ms));
@@ -171,13 +179,25 @@ pub fn print_median(runs: &[RunResult]) {
             }
             if clients == 1 {
                 if let (Some(a50), Some(a99)) = (a50, a99) {
-                    checks.push(verdict(a50 <= TARGET_P50_ADD_MS, &format!("{} with 1 client adds ≤ {TARGET_P50_ADD_MS} ms at p50: {a50:+.3} ms", l.target)));
-                    checks.push(verdict(a99 <= TARGET_P99_ADD_MS, &format!("{} with 1 client adds ≤ {TARGET_P99_ADD_MS} ms at p99: {a99:+.3} ms", l.target)));
+                    checks.push(verdict(
+                        a50 <= TARGET_P50_ADD_MS,
+                        &format!("{} with 1 client adds ≤ {TARGET_P50_ADD_MS} ms at p50: {a50:+.3} ms", l.target),
+                    ));
+                    checks.push(verdict(
+                        a99 <= TARGET_P99_ADD_MS,
+                        &format!("{} with 1 client adds ≤ {TARGET_P99_ADD_MS} ms at p99: {a99:+.3} ms", l.target),
+                    ));
                 }
             }
             if clients == TARGET_THROUGHPUT_CLIENTS {
                 if let Some(r) = ratio {
-                    checks.push(verdict(r >= TARGET_THROUGHPUT_RATIO, &format!("{} with {clients} clients ≥ {TARGET_THROUGHPUT_RATIO}× direct throughput: {r:.2}×", l.target)));
+                    checks.push(verdict(
+                        r >= TARGET_THROUGHPUT_RATIO,
+                        &format!(
+                            "{} with {clients} clients ≥ {TARGET_THROUGHPUT_RATIO}× direct throughput: {r:.2}×",
+                            l.target
+                        ),
+                    ));
                 }
             }
         }
@@ -190,7 +210,10 @@ pub fn print_median(runs: &[RunResult]) {
         let before = median(of.iter().map(|i| i.before_kib as f64 / 1024.0).collect()).unwrap_or(0.0);
         println!();
         println!("idle sessions: {target} with {sessions} sessions: VmRSS {after:.1} MiB (with one session: {before:.1} MiB)");
-        checks.push(verdict(after <= TARGET_RSS_MIB, &format!("{target} VmRSS ≤ {TARGET_RSS_MIB} MiB with {sessions} idle sessions: {after:.1} MiB")));
+        checks.push(verdict(
+            after <= TARGET_RSS_MIB,
+            &format!("{target} VmRSS ≤ {TARGET_RSS_MIB} MiB with {sessions} idle sessions: {after:.1} MiB"),
+        ));
     }
     println!();
     println!("targets (issue 3), on the medians:");

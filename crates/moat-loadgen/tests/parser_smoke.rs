@@ -170,7 +170,9 @@ fn the_unmutated_corpus_holds_too() {
 /// `f64` is valid JSON and must survive `with_member` byte for byte.
 #[test]
 fn regression_huge_number_survives_with_member() {
-    let input = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/regressions/mcp_raw_object-huge-number.json")).unwrap();
+    let input =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/regressions/mcp_raw_object-huge-number.json"))
+            .unwrap();
     assert!(mcp_props::raw_object(&input));
 }
 
@@ -185,7 +187,9 @@ fn regression_huge_number_survives_with_member() {
 #[test]
 fn accepted_messages_have_readable_params() {
     let raw = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_document","arguments":{"path":"/etc/shadow","pad":"\udc00"}}}"#;
-    let Ok(msg) = moat_mcp::Message::parse(bytes::Bytes::from_static(raw), &moat_mcp::Limits::default()) else { return };
+    let Ok(msg) = moat_mcp::Message::parse(bytes::Bytes::from_static(raw), &moat_mcp::Limits::default()) else {
+        return;
+    };
     assert!(
         msg.params_as::<serde_json::Value>().is_some(),
         "the parser accepted a message whose params cannot be read: {}",

@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SerialNumber};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    SerialNumber,
+};
 
 /// The gateway polls every 10 s; allow two polls and a slow machine.
 const RELOAD_WAIT: Duration = Duration::from_secs(25);
@@ -20,7 +23,8 @@ const RELOAD_WAIT: Duration = Duration::from_secs(25);
 fn moat_bin() -> Option<PathBuf> {
     let mut candidates: Vec<PathBuf> = std::env::var_os("MOAT_BIN").map(PathBuf::from).into_iter().collect();
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| manifest.join("../../target"));
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| manifest.join("../../target"));
     candidates.push(target.join("debug/moat"));
     if let Some(found) = candidates.into_iter().find(|p| p.is_file()) {
         return Some(found);
@@ -166,15 +170,25 @@ async fn https_with_h2_by_alpn_and_certificate_reload_without_restart() {
     let mut gateway = Gateway(child);
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(gateway.0.try_wait().unwrap().is_none(), "gateway exited: {}", std::fs::read_to_string(&log_path).unwrap_or_default());
-        assert!(Instant::now() < deadline, "gateway did not listen: {}", std::fs::read_to_string(&log_path).unwrap_or_default());
+        assert!(
+            gateway.0.try_wait().unwrap().is_none(),
+            "gateway exited: {}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "gateway did not listen: {}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let url = format!("https://localhost:{port}/mcp");
     let pid = gateway.0.id();
 
     // HTTPS initialize, HTTP/2 chosen by ALPN when offered, the first certificate served.
-    let seen = initialize(&url, &ca.pem, false).await.unwrap_or_else(|e| panic!("{e}\n{}", std::fs::read_to_string(&log_path).unwrap_or_default()));
+    let seen = initialize(&url, &ca.pem, false)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", std::fs::read_to_string(&log_path).unwrap_or_default()));
     assert_eq!(seen.version, reqwest::Version::HTTP_2, "ALPN did not negotiate h2");
     assert_eq!(seen.peer_cert, der1);
     // A client that offers only HTTP/1.1 gets it.

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 
-pub use crate::transport::Inbound;
 use crate::jsonrpc::{self, Id, Message};
+pub use crate::transport::Inbound;
 use crate::transport::{Outbound, Transport};
 
 /// Why a request got no answer.
@@ -112,13 +112,25 @@ impl Connection {
     }
 
     /// Sends a request whose bytes already carry `id` and waits for its answer.
-    pub async fn call_raw(&self, id: Id, method: &str, bytes: Bytes, timeout: Duration) -> Result<Message, ConnectionError> {
+    pub async fn call_raw(
+        &self,
+        id: Id,
+        method: &str,
+        bytes: Bytes,
+        timeout: Duration,
+    ) -> Result<Message, ConnectionError> {
         self.call_ordered(id, method, bytes, timeout).await.map(|(m, _)| m)
     }
 
     /// Like [`Connection::call_raw`], also returning how many non-response messages had been
     /// handed to the owner when the answer arrived (see `forwarded`).
-    pub async fn call_ordered(&self, id: Id, method: &str, bytes: Bytes, timeout: Duration) -> Result<(Message, u64), ConnectionError> {
+    pub async fn call_ordered(
+        &self,
+        id: Id,
+        method: &str,
+        bytes: Bytes,
+        timeout: Duration,
+    ) -> Result<(Message, u64), ConnectionError> {
         let (tx, rx) = oneshot::channel();
         if self.is_closed() {
             return Err(ConnectionError::Closed(self.name.clone()));
@@ -145,7 +157,12 @@ impl Connection {
     }
 
     /// Sends a request Moat makes itself and waits for the answer.
-    pub async fn request(&self, method: &str, params: Option<&RawValue>, timeout: Duration) -> Result<Message, ConnectionError> {
+    pub async fn request(
+        &self,
+        method: &str,
+        params: Option<&RawValue>,
+        timeout: Duration,
+    ) -> Result<Message, ConnectionError> {
         let id = self.next_id();
         let bytes = jsonrpc::request(&id, method, params);
         self.call_raw(id, method, bytes, timeout).await

@@ -119,9 +119,7 @@ impl ParseError {
     pub fn code(&self) -> i64 {
         match self {
             ParseError::TooLarge { .. } => code::TOO_LARGE,
-            ParseError::TooDeep { .. } | ParseError::InvalidUtf8 { .. } | ParseError::Json(_) => {
-                code::PARSE_ERROR
-            }
+            ParseError::TooDeep { .. } | ParseError::InvalidUtf8 { .. } | ParseError::Json(_) => code::PARSE_ERROR,
             ParseError::Batch | ParseError::NotObject | ParseError::Shape(_) => code::INVALID_REQUEST,
         }
     }
@@ -202,7 +200,9 @@ impl Message {
             (None, Some(_), None, Some(_)) => MessageKind::Error,
             (None, None, _, Some(_)) => MessageKind::Error, // an error about an unparseable request
             (Some(_), _, _, _) => return Err(ParseError::Shape("a request must not carry `result` or `error`")),
-            (None, _, Some(_), Some(_)) => return Err(ParseError::Shape("a response carries `result` or `error`, not both")),
+            (None, _, Some(_), Some(_)) => {
+                return Err(ParseError::Shape("a response carries `result` or `error`, not both"))
+            }
             (None, _, None, None) => return Err(ParseError::Shape("`method` member is missing")),
             (None, None, Some(_), None) => return Err(ParseError::Shape("a response needs an `id`")),
         };
@@ -472,7 +472,10 @@ mod tests {
         assert!(matches!(parse(r#"{"id":1,"method":"x"}"#).unwrap_err(), ParseError::Shape(_)));
         assert!(matches!(parse(r#"{"jsonrpc":"1.0","id":1,"method":"x"}"#).unwrap_err(), ParseError::Shape(_)));
         assert!(matches!(parse(r#"{"jsonrpc":"2.0","id":1.5,"method":"x"}"#).unwrap_err(), ParseError::Shape(_)));
-        assert!(matches!(parse(r#"{"jsonrpc":"2.0","id":1,"method":"x","params":3}"#).unwrap_err(), ParseError::Shape(_)));
+        assert!(matches!(
+            parse(r#"{"jsonrpc":"2.0","id":1,"method":"x","params":3}"#).unwrap_err(),
+            ParseError::Shape(_)
+        ));
         assert!(matches!(parse(r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"x"}"#).unwrap_err(), ParseError::Json(_)));
         let bad = Message::parse(Bytes::from_static(b"{\"jsonrpc\":\"2.0\",\"method\":\"\xff\"}"), &Limits::default());
         assert_eq!(bad.unwrap_err(), ParseError::InvalidUtf8 { offset: 27 });
@@ -480,8 +483,10 @@ mod tests {
 
     #[test]
     fn remapping_the_id_keeps_every_other_member() {
-        let m = parse(r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"x", "arguments":{}},"_meta_x":{"k":1}}"#)
-            .unwrap();
+        let m = parse(
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"x", "arguments":{}},"_meta_x":{"k":1}}"#,
+        )
+        .unwrap();
         let out = m.with_id(&Id::string("c-1"));
         assert_eq!(
             std::str::from_utf8(&out).unwrap(),
@@ -497,7 +502,8 @@ mod tests {
         let e = Message::parse(Bytes::from_static(br#"{"jsonrpc":"2.0"}"#), &limits).unwrap_err();
         assert!(matches!(e, ParseError::TooLarge { .. }));
         let limits = Limits { max_bytes: 1000, max_depth: 2 };
-        let e = Message::parse(Bytes::from_static(br#"{"jsonrpc":"2.0","method":"x","params":{"a":[[1]]}}"#), &limits).unwrap_err();
+        let e = Message::parse(Bytes::from_static(br#"{"jsonrpc":"2.0","method":"x","params":{"a":[[1]]}}"#), &limits)
+            .unwrap_err();
         assert_eq!(e, ParseError::TooDeep { limit: 2 });
     }
 }

@@ -181,7 +181,15 @@ mod tests {
         let enc = encode(Some("7"), Some("message"), b"{\"a\":\n1}");
         let mut d = Decoder::new(1024);
         let evs = d.feed(&enc).unwrap();
-        assert_eq!(evs, vec![Event { id: Some("7".into()), event: Some("message".into()), data: "{\"a\":\n1}".into(), retry_ms: None }]);
+        assert_eq!(
+            evs,
+            vec![Event {
+                id: Some("7".into()),
+                event: Some("message".into()),
+                data: "{\"a\":\n1}".into(),
+                retry_ms: None
+            }]
+        );
         assert_eq!(d.last_event_id(), Some("7"));
     }
 

@@ -45,8 +45,8 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use landlock::{
-    path_beneath_rules, Access, AccessFs, AccessNet, CompatLevel, Compatible, NetPort, Ruleset,
-    RulesetAttr, RulesetCreatedAttr, Scope, ABI,
+    path_beneath_rules, Access, AccessFs, AccessNet, CompatLevel, Compatible, NetPort, Ruleset, RulesetAttr,
+    RulesetCreatedAttr, Scope, ABI,
 };
 use sha2::{Digest, Sha256};
 
@@ -204,7 +204,9 @@ where
     };
     let landlock_abi = support.landlock.abi.filter(|abi| *abi >= 1);
     let landlock_reason = || match support.landlock.state {
-        "disabled" => "landlock is built into the kernel but not enabled (add `landlock` to the `lsm=` boot parameter)".to_owned(),
+        "disabled" => {
+            "landlock is built into the kernel but not enabled (add `landlock` to the `lsm=` boot parameter)".to_owned()
+        }
         _ => "the kernel has no landlock (Linux 5.13 or later with CONFIG_SECURITY_LANDLOCK)".to_owned(),
     };
     let seccomp_ok = support.seccomp_filter;
@@ -311,18 +313,15 @@ pub fn resolve_executable(program: &OsStr, path: &OsStr) -> Result<PathBuf, Sand
         program: program.to_string_lossy().into_owned(),
         path: path.to_string_lossy().into_owned(),
     };
-    let is_executable = |p: &Path| {
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
+    let is_executable =
+        |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
     if program.is_empty() {
         return Err(not_found());
     }
     let as_path = Path::new(program);
     if program.to_string_lossy().contains('/') {
-        let absolute = std::path::absolute(as_path).map_err(|source| SandboxError::Executable {
-            path: as_path.to_owned(),
-            source,
-        })?;
+        let absolute = std::path::absolute(as_path)
+            .map_err(|source| SandboxError::Executable { path: as_path.to_owned(), source })?;
         return if is_executable(&absolute) { Ok(absolute) } else { Err(not_found()) };
     }
     std::env::split_paths(path)

@@ -149,9 +149,8 @@ impl SandboxPolicy {
         default_home: &Path,
         env: impl IntoIterator<Item = (OsString, OsString)>,
     ) -> Result<Self, SandboxError> {
-        let mut policy = SandboxPolicy::new(
-            config.home.as_deref().map(expand_tilde).unwrap_or_else(|| default_home.to_owned()),
-        );
+        let mut policy =
+            SandboxPolicy::new(config.home.as_deref().map(expand_tilde).unwrap_or_else(|| default_home.to_owned()));
         for (name, value) in env {
             if name == "PATH" {
                 policy.path = value;
@@ -164,9 +163,9 @@ impl SandboxPolicy {
         policy.network = match &config.network {
             NetworkConfig::Allow => Network::Allow,
             NetworkConfig::Deny => Network::Deny,
-            NetworkConfig::AllowList(list) => Network::AllowList(
-                list.iter().map(|e| HostPort::parse(e)).collect::<Result<_, _>>()?,
-            ),
+            NetworkConfig::AllowList(list) => {
+                Network::AllowList(list.iter().map(|e| HostPort::parse(e)).collect::<Result<_, _>>()?)
+            }
         };
         policy.best_effort = config.best_effort;
         policy.sha256 = config.sha256.as_deref().map(parse_sha256).transpose()?;
@@ -200,8 +199,7 @@ impl SandboxPolicy {
         config.read = config.read.iter().map(from_base).collect();
         config.write = config.write.iter().map(from_base).collect();
         config.home = config.home.as_ref().map(from_base);
-        let mut policy =
-            SandboxPolicy::from_config(&config, &crate::default_home(state_dir, &upstream.name), env)?;
+        let mut policy = SandboxPolicy::from_config(&config, &crate::default_home(state_dir, &upstream.name), env)?;
         policy.cwd = upstream.cwd.as_ref().map(|cwd| base_dir.join(cwd));
         Ok(policy)
     }

@@ -10,8 +10,7 @@
 use std::collections::BTreeMap;
 
 use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
 };
 
 use crate::error::SandboxError;
@@ -147,9 +146,9 @@ pub(crate) fn build(sockets: Sockets) -> Result<Vec<Vec<libc::sock_filter>>, San
         // Denied when the family is AF_PACKET.
         None => SeccompRule::new(vec![family(SeccompCmpOp::Eq, libc::AF_PACKET)?]),
         // Denied when the family is none of the allowed ones (conditions of a rule are ANDed).
-        Some(allowed) => SeccompRule::new(
-            allowed.iter().map(|f| family(SeccompCmpOp::Ne, *f)).collect::<Result<Vec<_>, _>>()?,
-        ),
+        Some(allowed) => {
+            SeccompRule::new(allowed.iter().map(|f| family(SeccompCmpOp::Ne, *f)).collect::<Result<Vec<_>, _>>()?)
+        }
     }
     .map_err(err)?;
     rules.insert(libc::SYS_socket, vec![socket_rule]);
@@ -211,10 +210,7 @@ fn target_arch() -> Result<TargetArch, SandboxError> {
 }
 
 fn to_libc(program: &BpfProgram) -> Vec<libc::sock_filter> {
-    program
-        .iter()
-        .map(|i| libc::sock_filter { code: i.code, jt: i.jt, jf: i.jf, k: i.k })
-        .collect()
+    program.iter().map(|i| libc::sock_filter { code: i.code, jt: i.jt, jf: i.jf, k: i.k }).collect()
 }
 
 /// On x86_64 the same architecture value also carries the x32 ABI, whose system call numbers
@@ -227,7 +223,12 @@ fn x32_filter() -> Option<Vec<libc::sock_filter>> {
     const AUDIT_ARCH_X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
     const X32_SYSCALL_BIT: u32 = 0x4000_0000;
     let ld = |k: u32| libc::sock_filter { code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16, jt: 0, jf: 0, k };
-    let jmp = |op: u32, k: u32, jt: u8, jf: u8| libc::sock_filter { code: (libc::BPF_JMP | op | libc::BPF_K) as u16, jt, jf, k };
+    let jmp = |op: u32, k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: (libc::BPF_JMP | op | libc::BPF_K) as u16,
+        jt,
+        jf,
+        k,
+    };
     let ret = |k: u32| libc::sock_filter { code: (libc::BPF_RET | libc::BPF_K) as u16, jt: 0, jf: 0, k };
     let enosys = u32::try_from(libc::ENOSYS).unwrap_or(38);
     // struct seccomp_data { int nr; __u32 arch; ... }: nr at offset 0, arch at offset 4.

@@ -110,9 +110,8 @@ fn apply(
     if let Some(ll) = landlock {
         let ruleset = ll.ruleset.as_raw_fd();
         // SAFETY: the path is a NUL-terminated static string.
-        let proc_self = unsafe {
-            libc::open(c"/proc/self".as_ptr(), libc::O_PATH | libc::O_CLOEXEC | libc::O_DIRECTORY)
-        };
+        let proc_self =
+            unsafe { libc::open(c"/proc/self".as_ptr(), libc::O_PATH | libc::O_CLOEXEC | libc::O_DIRECTORY) };
         if proc_self >= 0 {
             let attr = PathBeneathAttr { allowed_access: ll.proc_self_access, parent_fd: proc_self };
             // SAFETY: `attr` is a valid landlock_path_beneath_attr that outlives the call;
@@ -146,12 +145,7 @@ fn apply(
         // SAFETY: `prog` points to `program`, which outlives the call; the kernel copies the
         // filter and never writes through the pointer.
         let rc = unsafe {
-            libc::syscall(
-                libc::SYS_seccomp,
-                libc::SECCOMP_SET_MODE_FILTER,
-                0u32,
-                &prog as *const libc::sock_fprog,
-            )
+            libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0u32, &prog as *const libc::sock_fprog)
         };
         if rc != 0 {
             return Err(io::Error::last_os_error());

@@ -94,8 +94,11 @@ fn bad_pin_and_bad_host_port_are_errors() {
 
 #[test]
 fn config_round_trips() {
-    let c = parse(r#"network = ["a:1"]
-memory_mb = 10"#).unwrap();
+    let c = parse(
+        r#"network = ["a:1"]
+memory_mb = 10"#,
+    )
+    .unwrap();
     let back: SandboxConfig = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
     assert_eq!(back, c);
 }

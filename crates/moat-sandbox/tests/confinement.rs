@@ -10,8 +10,8 @@ use std::os::unix::process::ExitStatusExt;
 
 use common::*;
 use moat_sandbox::{
-    describe_exit, env_pairs, prepare, prepare_for_kernel, sha256_file, HostPort, KernelSupport,
-    Network, ProtectionState, SandboxError,
+    describe_exit, env_pairs, prepare, prepare_for_kernel, sha256_file, HostPort, KernelSupport, Network,
+    ProtectionState, SandboxError,
 };
 
 #[tokio::test]
@@ -158,7 +158,10 @@ async fn network_allow_list_admits_only_listed_ports() {
     let listed = TcpListener::bind("127.0.0.1:0").unwrap();
     let other = TcpListener::bind("127.0.0.1:0").unwrap();
     let mut p = policy(tmp.path());
-    p.network = Network::AllowList(vec![HostPort::parse(&format!("127.0.0.1:{}", listed.local_addr().unwrap().port())).unwrap()]);
+    p.network =
+        Network::AllowList(vec![
+            HostPort::parse(&format!("127.0.0.1:{}", listed.local_addr().unwrap().port())).unwrap()
+        ]);
 
     let (connected, err) = try_connect(&p, listed.local_addr().unwrap().port()).await;
     assert!(connected, "listed port refused: {err}");
@@ -232,7 +235,10 @@ async fn sha256_pin_refuses_a_mismatched_executable_and_accepts_the_right_one() 
     let wrong = [0x11u8; 32];
     p.sha256 = Some(wrong);
     let err = prepare("true", Vec::<&str>::new(), &p).expect_err("mismatch must refuse");
-    let actual = sha256_file(&std::fs::canonicalize(moat_sandbox::resolve_executable("true".as_ref(), &p.path).unwrap()).unwrap()).unwrap();
+    let actual = sha256_file(
+        &std::fs::canonicalize(moat_sandbox::resolve_executable("true".as_ref(), &p.path).unwrap()).unwrap(),
+    )
+    .unwrap();
     match &err {
         SandboxError::HashMismatch { expected, actual: found, .. } => {
             assert_eq!(*expected, hex::encode(wrong));

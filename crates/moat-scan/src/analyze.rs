@@ -81,11 +81,8 @@ pub fn live_findings(
                 for tool in &report.tools {
                     for f in &tool.findings {
                         let mut sf = ScanFinding::at(server, f.clone());
-                        sf.finding.location = format!(
-                            "/tools/{}{}",
-                            moat_detect::escape_pointer(&tool.name),
-                            f.location
-                        );
+                        sf.finding.location =
+                            format!("/tools/{}{}", moat_detect::escape_pointer(&tool.name), f.location);
                         sf.tool = Some(tool.name.clone());
                         out.push(sf);
                     }

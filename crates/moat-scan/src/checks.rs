@@ -13,11 +13,7 @@ use crate::rules::{self, ScanRule};
 use crate::secrets;
 
 /// Runs every static check on `server`.
-pub fn check_server(
-    server: &ServerEntry,
-    detector: &Detector,
-    registry: Option<&Registry>,
-) -> Vec<ScanFinding> {
+pub fn check_server(server: &ServerEntry, detector: &Detector, registry: Option<&Registry>) -> Vec<ScanFinding> {
     let mut out = Vec::new();
     unpinned_package(server, &mut out);
     mutable_image(server, &mut out);
@@ -30,11 +26,7 @@ pub fn check_server(
                 server,
                 rules::UNREGISTERED,
                 server.pointer.clone(),
-                format!(
-                    "server `{}` is not in the approved registry `{}`",
-                    server.name,
-                    registry.source().display()
-                ),
+                format!("server `{}` is not in the approved registry `{}`", server.name, registry.source().display()),
                 server.target(),
             ));
         }
@@ -100,9 +92,7 @@ fn argv(server: &ServerEntry) -> Vec<String> {
     out.extend(server.args.iter().cloned());
     if out.len() > 2
         && program(out.first().map_or("", String::as_str)) == "cmd"
-        && out
-            .get(1)
-            .is_some_and(|a| a.eq_ignore_ascii_case("/c") || a.eq_ignore_ascii_case("/k"))
+        && out.get(1).is_some_and(|a| a.eq_ignore_ascii_case("/c") || a.eq_ignore_ascii_case("/k"))
     {
         out.drain(..2);
     }
@@ -130,11 +120,7 @@ fn unpinned_package(server: &ServerEntry, out: &mut Vec<ScanFinding>) {
             Launcher::Python => python_spec_pinned(&spec),
         };
         if !pinned {
-            let why = if spec.ends_with("@latest") {
-                "asks for `@latest`"
-            } else {
-                "has no exact version"
-            };
+            let why = if spec.ends_with("@latest") { "asks for `@latest`" } else { "has no exact version" };
             let arg_index = argv.len() - rest.len() + index;
             out.push(finding(
                 server,
@@ -239,10 +225,7 @@ fn npm_spec_pinned(spec: &str) -> bool {
 fn is_exact_semver(v: &str) -> bool {
     let core = v.split(['-', '+']).next().unwrap_or("");
     let parts: Vec<&str> = core.split('.').collect();
-    parts.len() == 3
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+    parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
 }
 
 fn python_packages(rest: &[String]) -> Vec<(usize, String)> {
@@ -264,9 +247,20 @@ fn python_packages(rest: &[String]) -> Vec<(usize, String)> {
                 }
                 i += 2;
             }
-            "--python" | "-p" | "--index-url" | "--extra-index-url" | "--index" | "-i"
-            | "--default-index" | "--pip-args" | "--directory" | "--constraints" | "-c"
-            | "--overrides" | "--with-requirements" | "--env-file" => i += 2,
+            "--python"
+            | "-p"
+            | "--index-url"
+            | "--extra-index-url"
+            | "--index"
+            | "-i"
+            | "--default-index"
+            | "--pip-args"
+            | "--directory"
+            | "--constraints"
+            | "-c"
+            | "--overrides"
+            | "--with-requirements"
+            | "--env-file" => i += 2,
             a if a.starts_with("--from=") || a.starts_with("--spec=") => {
                 let spec = a.split_once('=').map_or("", |(_, v)| v);
                 out.push((i, spec.to_owned()));
@@ -283,10 +277,7 @@ fn python_packages(rest: &[String]) -> Vec<(usize, String)> {
         }
     }
     out.retain(|(_, spec)| {
-        !(spec.starts_with('.')
-            || spec.starts_with('/')
-            || spec.contains("://")
-            || spec.starts_with("git+"))
+        !(spec.starts_with('.') || spec.starts_with('/') || spec.contains("://") || spec.starts_with("git+"))
     });
     out
 }
@@ -313,12 +304,51 @@ fn mutable_image(server: &ServerEntry, out: &mut Vec<ScanFinding>) {
     };
     // Flags of `docker run` that take a separate value.
     const VALUED: &[&str] = &[
-        "-e", "--env", "--env-file", "-v", "--volume", "--mount", "--name", "--network", "--net",
-        "-p", "--publish", "-w", "--workdir", "-u", "--user", "--entrypoint", "--platform",
-        "--pull", "-l", "--label", "--cpus", "-m", "--memory", "--add-host", "--cap-add",
-        "--cap-drop", "--security-opt", "--device", "--tmpfs", "--ulimit", "-h", "--hostname",
-        "--restart", "--log-driver", "--log-opt", "--runtime", "--ipc", "--pid", "--dns",
-        "--gpus", "--shm-size", "--stop-signal", "--group-add", "--userns", "--cidfile",
+        "-e",
+        "--env",
+        "--env-file",
+        "-v",
+        "--volume",
+        "--mount",
+        "--name",
+        "--network",
+        "--net",
+        "-p",
+        "--publish",
+        "-w",
+        "--workdir",
+        "-u",
+        "--user",
+        "--entrypoint",
+        "--platform",
+        "--pull",
+        "-l",
+        "--label",
+        "--cpus",
+        "-m",
+        "--memory",
+        "--add-host",
+        "--cap-add",
+        "--cap-drop",
+        "--security-opt",
+        "--device",
+        "--tmpfs",
+        "--ulimit",
+        "-h",
+        "--hostname",
+        "--restart",
+        "--log-driver",
+        "--log-opt",
+        "--runtime",
+        "--ipc",
+        "--pid",
+        "--dns",
+        "--gpus",
+        "--shm-size",
+        "--stop-signal",
+        "--group-add",
+        "--userns",
+        "--cidfile",
     ];
     let mut i = run_at + 1;
     while let Some(arg) = argv.get(i) {
@@ -417,19 +447,13 @@ fn piped_download(server: &ServerEntry, out: &mut Vec<ScanFinding>) {
         Regex::new(r"(?i)(\$\(|<\(|`)\s*(curl|wget)\b|\b(iex|invoke-expression)\s*\(\s*(iwr|irm|invoke-webrequest|invoke-restmethod|\(?new-object)").ok()
     });
     let line = argv(server).join(" ");
-    let hit = [pipe, subst]
-        .into_iter()
-        .flatten()
-        .find_map(|re| re.find(&line).map(|m| m.as_str().to_owned()));
+    let hit = [pipe, subst].into_iter().flatten().find_map(|re| re.find(&line).map(|m| m.as_str().to_owned()));
     if let Some(evidence) = hit {
         out.push(finding(
             server,
             rules::PIPED_DOWNLOAD,
             server.pointer.clone(),
-            format!(
-                "server `{}` downloads code and runs it in one step, with no version or digest",
-                server.name
-            ),
+            format!("server `{}` downloads code and runs it in one step, with no version or digest", server.name),
             evidence,
         ));
     }
@@ -439,8 +463,20 @@ fn piped_download(server: &ServerEntry, out: &mut Vec<ScanFinding>) {
 fn sensitive_name(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
     const MARKERS: &[&str] = &[
-        "TOKEN", "SECRET", "PASSWORD", "PASSWD", "API_KEY", "APIKEY", "API-KEY", "ACCESS_KEY",
-        "PRIVATE_KEY", "CREDENTIAL", "AUTHORIZATION", "COOKIE", "CLIENT_SECRET", "PAT",
+        "TOKEN",
+        "SECRET",
+        "PASSWORD",
+        "PASSWD",
+        "API_KEY",
+        "APIKEY",
+        "API-KEY",
+        "ACCESS_KEY",
+        "PRIVATE_KEY",
+        "CREDENTIAL",
+        "AUTHORIZATION",
+        "COOKIE",
+        "CLIENT_SECRET",
+        "PAT",
     ];
     MARKERS.iter().any(|m| {
         if *m == "PAT" {
@@ -514,12 +550,7 @@ fn inline_secrets(server: &ServerEntry, detector: &Detector, out: &mut Vec<ScanF
             continue;
         }
         if let Some(hit) = secrets::find(detector, value).into_iter().next() {
-            push(
-                out,
-                pointer.clone(),
-                format!("a {} (rule {})", hit.kind, hit.rule),
-                &hit.secret,
-            );
+            push(out, pointer.clone(), format!("a {} (rule {})", hit.kind, hit.rule), &hit.secret);
         }
     }
 
@@ -538,12 +569,8 @@ fn inline_secrets(server: &ServerEntry, detector: &Detector, out: &mut Vec<ScanF
     }
 
     // 3. Passwords in URLs (`https://user:pass@host`) and `--token=...`-style arguments.
-    let mut urls: Vec<(String, &str)> = server
-        .args
-        .iter()
-        .enumerate()
-        .map(|(i, a)| (format!("{}/args/{i}", server.pointer), a.as_str()))
-        .collect();
+    let mut urls: Vec<(String, &str)> =
+        server.args.iter().enumerate().map(|(i, a)| (format!("{}/args/{i}", server.pointer), a.as_str())).collect();
     if let Some(url) = &server.url {
         urls.push((format!("{}/url", server.pointer), url));
     }
@@ -633,19 +660,12 @@ mod tests {
     }
 
     fn rules_of(s: &ServerEntry) -> Vec<String> {
-        check_server(s, &detector(), None)
-            .into_iter()
-            .map(|f| f.finding.rule)
-            .collect()
+        check_server(s, &detector(), None).into_iter().map(|f| f.finding.rule).collect()
     }
 
     #[test]
     fn npx_without_version_is_unpinned() {
-        let f = check_server(
-            &stdio("npx", &["-y", "@modelcontextprotocol/server-github"]),
-            &detector(),
-            None,
-        );
+        let f = check_server(&stdio("npx", &["-y", "@modelcontextprotocol/server-github"]), &detector(), None);
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].finding.rule, rules::UNPINNED_PACKAGE);
         assert_eq!(f[0].finding.location, "/mcpServers/s/args/1");
@@ -665,10 +685,7 @@ mod tests {
     fn bunx_pnpm_dlx_and_cmd_wrappers_are_recognised() {
         assert_eq!(rules_of(&stdio("bunx", &["pkg"])), [rules::UNPINNED_PACKAGE]);
         assert_eq!(rules_of(&stdio("pnpm", &["dlx", "pkg"])), [rules::UNPINNED_PACKAGE]);
-        assert_eq!(
-            rules_of(&stdio("cmd", &["/c", "npx", "-y", "pkg"])),
-            [rules::UNPINNED_PACKAGE]
-        );
+        assert_eq!(rules_of(&stdio("cmd", &["/c", "npx", "-y", "pkg"])), [rules::UNPINNED_PACKAGE]);
         assert!(rules_of(&stdio("pnpm", &["dlx", "pkg@2.0.0"])).is_empty());
     }
 
@@ -677,10 +694,7 @@ mod tests {
         assert_eq!(rules_of(&stdio("uvx", &["mcp-server-git"])), [rules::UNPINNED_PACKAGE]);
         assert!(rules_of(&stdio("uvx", &["mcp-server-git==2025.1.14"])).is_empty());
         assert!(rules_of(&stdio("uvx", &["--from", "mcp-server-git==1.0", "mcp-server-git"])).is_empty());
-        assert_eq!(
-            rules_of(&stdio("uvx", &["--from", "mcp-server-git", "mcp-server-git"])),
-            [rules::UNPINNED_PACKAGE]
-        );
+        assert_eq!(rules_of(&stdio("uvx", &["--from", "mcp-server-git", "mcp-server-git"])), [rules::UNPINNED_PACKAGE]);
         assert_eq!(rules_of(&stdio("pipx", &["run", "pkg"])), [rules::UNPINNED_PACKAGE]);
         assert!(rules_of(&stdio("pipx", &["run", "pkg==1.0.0"])).is_empty());
     }
@@ -706,10 +720,7 @@ mod tests {
         assert!(rules_of(&remote("http://localhost/mcp")).is_empty());
         assert!(rules_of(&remote("http://[::1]:9/mcp")).is_empty());
         assert!(rules_of(&remote("https://mcp.example.com/mcp")).is_empty());
-        assert_eq!(
-            rules_of(&stdio("npx", &["-y", "mcp-remote@0.1.29", "http://10.1.2.3/sse"])),
-            [rules::PLAIN_HTTP]
-        );
+        assert_eq!(rules_of(&stdio("npx", &["-y", "mcp-remote@0.1.29", "http://10.1.2.3/sse"])), [rules::PLAIN_HTTP]);
     }
 
     #[test]

@@ -82,9 +82,7 @@ pub struct Roots {
 
 impl Roots {
     fn appdata(&self) -> PathBuf {
-        self.appdata
-            .clone()
-            .unwrap_or_else(|| self.home.join("AppData").join("Roaming"))
+        self.appdata.clone().unwrap_or_else(|| self.home.join("AppData").join("Roaming"))
     }
 
     /// The per-OS application-config directory (`~/.config`, `~/Library/Application Support`,
@@ -117,73 +115,37 @@ pub fn user_locations(roots: &Roots) -> Vec<Location> {
     let home = &roots.home;
     let app = roots.app_config();
     let mut out = Vec::new();
-    let mut add = |client, scope, path: PathBuf, format| {
-        out.push(Location {
-            client,
-            scope,
-            path,
-            format,
-            project: None,
-        })
-    };
+    let mut add =
+        |client, scope, path: PathBuf, format| out.push(Location { client, scope, path, format, project: None });
 
     // Claude Desktop.
-    add(
-        Client::ClaudeDesktop,
-        Scope::User,
-        app.join("Claude").join("claude_desktop_config.json"),
-        Format::McpServers,
-    );
+    add(Client::ClaudeDesktop, Scope::User, app.join("Claude").join("claude_desktop_config.json"), Format::McpServers);
 
     // Claude Code: user file and managed (enterprise) file.
-    add(
-        Client::ClaudeCode,
-        Scope::User,
-        home.join(".claude.json"),
-        Format::ClaudeCodeUser,
-    );
+    add(Client::ClaudeCode, Scope::User, home.join(".claude.json"), Format::ClaudeCodeUser);
     let managed: &[&str] = match roots.os {
         Os::Linux => &["/etc/claude-code/managed-mcp.json"],
         Os::MacOs => &["/Library/Application Support/ClaudeCode/managed-mcp.json"],
-        Os::Windows => &[
-            "C:\\Program Files\\ClaudeCode\\managed-mcp.json",
-            "C:\\ProgramData\\ClaudeCode\\managed-mcp.json",
-        ],
+        Os::Windows => {
+            &["C:\\Program Files\\ClaudeCode\\managed-mcp.json", "C:\\ProgramData\\ClaudeCode\\managed-mcp.json"]
+        }
     };
     for path in managed {
-        add(
-            Client::ClaudeCode,
-            Scope::Managed,
-            roots.system(path),
-            Format::McpServers,
-        );
+        add(Client::ClaudeCode, Scope::Managed, roots.system(path), Format::McpServers);
     }
 
     // Cursor.
-    add(
-        Client::Cursor,
-        Scope::User,
-        home.join(".cursor").join("mcp.json"),
-        Format::McpServers,
-    );
+    add(Client::Cursor, Scope::User, home.join(".cursor").join("mcp.json"), Format::McpServers);
 
     // VS Code (stable and Insiders) user profile, and Cline inside its global storage.
     for product in ["Code", "Code - Insiders"] {
         let user = app.join(product).join("User");
         add(Client::Vscode, Scope::User, user.join("mcp.json"), Format::VscodeMcp);
-        add(
-            Client::Vscode,
-            Scope::User,
-            user.join("settings.json"),
-            Format::VscodeSettings,
-        );
+        add(Client::Vscode, Scope::User, user.join("settings.json"), Format::VscodeSettings);
         add(
             Client::Cline,
             Scope::User,
-            user.join("globalStorage")
-                .join("saoudrizwan.claude-dev")
-                .join("settings")
-                .join("cline_mcp_settings.json"),
+            user.join("globalStorage").join("saoudrizwan.claude-dev").join("settings").join("cline_mcp_settings.json"),
             Format::McpServers,
         );
     }
@@ -197,31 +159,16 @@ pub fn user_locations(roots: &Roots) -> Vec<Location> {
     );
 
     // Gemini CLI: user and system settings.
-    add(
-        Client::GeminiCli,
-        Scope::User,
-        home.join(".gemini").join("settings.json"),
-        Format::McpServers,
-    );
+    add(Client::GeminiCli, Scope::User, home.join(".gemini").join("settings.json"), Format::McpServers);
     let gemini_system = match roots.os {
         Os::Linux => "/etc/gemini-cli/settings.json",
         Os::MacOs => "/Library/Application Support/GeminiCli/settings.json",
         Os::Windows => "C:\\ProgramData\\gemini-cli\\settings.json",
     };
-    add(
-        Client::GeminiCli,
-        Scope::Managed,
-        roots.system(gemini_system),
-        Format::McpServers,
-    );
+    add(Client::GeminiCli, Scope::Managed, roots.system(gemini_system), Format::McpServers);
 
     // Codex.
-    add(
-        Client::Codex,
-        Scope::User,
-        home.join(".codex").join("config.toml"),
-        Format::CodexToml,
-    );
+    add(Client::Codex, Scope::User, home.join(".codex").join("config.toml"), Format::CodexToml);
 
     // Zed: `~/.config/zed` on Linux and macOS, `%APPDATA%\Zed` on Windows.
     let zed = match roots.os {
@@ -232,42 +179,17 @@ pub fn user_locations(roots: &Roots) -> Vec<Location> {
 
     // Continue.
     for name in ["config.yaml", "config.json"] {
-        add(
-            Client::Continue,
-            Scope::User,
-            home.join(".continue").join(name),
-            Format::Continue,
-        );
+        add(Client::Continue, Scope::User, home.join(".continue").join(name), Format::Continue);
     }
 
     // Kiro, Amazon Q, Copilot CLI.
-    add(
-        Client::Kiro,
-        Scope::User,
-        home.join(".kiro").join("settings").join("mcp.json"),
-        Format::McpServers,
-    );
-    add(
-        Client::AmazonQ,
-        Scope::User,
-        home.join(".aws").join("amazonq").join("mcp.json"),
-        Format::McpServers,
-    );
-    add(
-        Client::CopilotCli,
-        Scope::User,
-        home.join(".copilot").join("mcp-config.json"),
-        Format::McpServers,
-    );
+    add(Client::Kiro, Scope::User, home.join(".kiro").join("settings").join("mcp.json"), Format::McpServers);
+    add(Client::AmazonQ, Scope::User, home.join(".aws").join("amazonq").join("mcp.json"), Format::McpServers);
+    add(Client::CopilotCli, Scope::User, home.join(".copilot").join("mcp-config.json"), Format::McpServers);
 
     // OpenCode keeps an XDG layout on every OS.
     for name in ["opencode.json", "opencode.jsonc"] {
-        add(
-            Client::Opencode,
-            Scope::User,
-            home.join(".config").join("opencode").join(name),
-            Format::Opencode,
-        );
+        add(Client::Opencode, Scope::User, home.join(".config").join("opencode").join(name), Format::Opencode);
     }
 
     out
@@ -281,13 +203,7 @@ pub fn project_locations(project: &Path) -> Vec<Location> {
         for part in rel {
             path.push(part);
         }
-        out.push(Location {
-            client,
-            scope: Scope::Project,
-            path,
-            format,
-            project: Some(project.to_path_buf()),
-        })
+        out.push(Location { client, scope: Scope::Project, path, format, project: Some(project.to_path_buf()) })
     };
     add(Client::ClaudeCode, &[".mcp.json"], Format::McpServers);
     add(Client::Cursor, &[".cursor", "mcp.json"], Format::McpServers);
@@ -314,10 +230,7 @@ pub fn continue_project_dir(project: &Path) -> PathBuf {
 /// Which client a file given with `--config` belongs to, from its path.
 pub fn client_from_path(path: &Path) -> (Client, Format) {
     let text = path.to_string_lossy().replace('\\', "/");
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let has = |needle: &str| text.contains(needle);
     if name == "moat.toml" {
         (Client::Moat, Format::MoatToml)
@@ -365,12 +278,7 @@ mod tests {
     use super::*;
 
     fn roots(os: Os) -> Roots {
-        Roots {
-            home: PathBuf::from("/h"),
-            os,
-            appdata: None,
-            system_root: Some(PathBuf::from("/sys")),
-        }
+        Roots { home: PathBuf::from("/h"), os, appdata: None, system_root: Some(PathBuf::from("/sys")) }
     }
 
     fn path_of(locs: &[Location], client: Client, scope: Scope) -> Vec<String> {
@@ -402,17 +310,11 @@ mod tests {
     #[test]
     fn managed_paths_nest_under_the_system_root() {
         let linux = user_locations(&roots(Os::Linux));
-        assert_eq!(
-            path_of(&linux, Client::ClaudeCode, Scope::Managed),
-            ["/sys/etc/claude-code/managed-mcp.json"]
-        );
+        assert_eq!(path_of(&linux, Client::ClaudeCode, Scope::Managed), ["/sys/etc/claude-code/managed-mcp.json"]);
         let win = user_locations(&roots(Os::Windows));
         assert_eq!(
             path_of(&win, Client::ClaudeCode, Scope::Managed),
-            [
-                "/sys/Program Files/ClaudeCode/managed-mcp.json",
-                "/sys/ProgramData/ClaudeCode/managed-mcp.json"
-            ]
+            ["/sys/Program Files/ClaudeCode/managed-mcp.json", "/sys/ProgramData/ClaudeCode/managed-mcp.json"]
         );
     }
 
@@ -427,17 +329,8 @@ mod tests {
 
     #[test]
     fn explicit_files_are_recognised_by_path() {
-        assert_eq!(
-            client_from_path(Path::new("/x/.codex/config.toml")),
-            (Client::Codex, Format::CodexToml)
-        );
-        assert_eq!(
-            client_from_path(Path::new("/x/moat.toml")),
-            (Client::Moat, Format::MoatToml)
-        );
-        assert_eq!(
-            client_from_path(Path::new("/x/servers.json")),
-            (Client::Other, Format::Auto)
-        );
+        assert_eq!(client_from_path(Path::new("/x/.codex/config.toml")), (Client::Codex, Format::CodexToml));
+        assert_eq!(client_from_path(Path::new("/x/moat.toml")), (Client::Moat, Format::MoatToml));
+        assert_eq!(client_from_path(Path::new("/x/servers.json")), (Client::Other, Format::Auto));
     }
 }

@@ -35,13 +35,7 @@ pub fn discover(opts: &DiscoverOptions) -> Inventory {
     if !opts.explicit.is_empty() {
         for path in &opts.explicit {
             let (client, format) = clients::client_from_path(path);
-            let loc = Location {
-                client,
-                scope: Scope::Explicit,
-                path: path.clone(),
-                format,
-                project: None,
-            };
+            let loc = Location { client, scope: Scope::Explicit, path: path.clone(), format, project: None };
             read_into(&loc, &mut inv, &mut seen, None);
         }
         return inv;
@@ -49,11 +43,7 @@ pub fn discover(opts: &DiscoverOptions) -> Inventory {
 
     let mut projects: Vec<PathBuf> = opts.projects.clone();
     for loc in clients::user_locations(&opts.roots) {
-        let found = if loc.format == Format::ClaudeCodeUser {
-            Some(&mut projects)
-        } else {
-            None
-        };
+        let found = if loc.format == Format::ClaudeCodeUser { Some(&mut projects) } else { None };
         read_into(&loc, &mut inv, &mut seen, found);
     }
 
@@ -105,27 +95,15 @@ fn read_text(path: &Path) -> Result<Option<String>, parse::ParseError> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(parse::ParseError::Io {
-                path: path.to_path_buf(),
-                source,
-            })
-        }
+        Err(source) => return Err(parse::ParseError::Io { path: path.to_path_buf(), source }),
     };
     if !meta.is_file() {
         return Ok(None);
     }
     if meta.len() > parse::MAX_CONFIG_BYTES {
-        return Err(parse::ParseError::TooLarge {
-            path: path.to_path_buf(),
-        });
+        return Err(parse::ParseError::TooLarge { path: path.to_path_buf() });
     }
-    std::fs::read_to_string(path)
-        .map(Some)
-        .map_err(|source| parse::ParseError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
+    std::fs::read_to_string(path).map(Some).map_err(|source| parse::ParseError::Io { path: path.to_path_buf(), source })
 }
 
 fn read_continue_dir(project: &Path, inv: &mut Inventory, seen: &mut HashSet<PathBuf>) {
@@ -136,12 +114,7 @@ fn read_continue_dir(project: &Path, inv: &mut Inventory, seen: &mut HashSet<Pat
     let mut paths: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| {
-            matches!(
-                p.extension().and_then(|e| e.to_str()),
-                Some("yaml" | "yml" | "json")
-            )
-        })
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")))
         .collect();
     paths.sort();
     for path in paths {
@@ -157,11 +130,5 @@ fn read_continue_dir(project: &Path, inv: &mut Inventory, seen: &mut HashSet<Pat
 }
 
 fn file_entry(loc: &Location, servers: usize, error: Option<String>) -> ConfigFile {
-    ConfigFile {
-        client: loc.client,
-        scope: loc.scope,
-        path: loc.path.clone(),
-        servers,
-        error,
-    }
+    ConfigFile { client: loc.client, scope: loc.scope, path: loc.path.clone(), servers, error }
 }

@@ -41,21 +41,12 @@ impl FixtureHome {
     pub fn create(label: &str) -> std::io::Result<FixtureHome> {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let root = std::env::temp_dir().join(format!(
-            "moat-scan-fixture-{label}-{}-{n}",
-            std::process::id()
-        ));
+        let root = std::env::temp_dir().join(format!("moat-scan-fixture-{label}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         let home = root.join("home");
         let project = root.join("work").join("app");
         let system_root = root.join("sys");
-        let fx = FixtureHome {
-            moat_toml: root.join("moat.toml"),
-            root,
-            home,
-            project,
-            system_root,
-        };
+        let fx = FixtureHome { moat_toml: root.join("moat.toml"), root, home, project, system_root };
         fx.populate()?;
         Ok(fx)
     }

@@ -21,10 +21,7 @@ use crate::model::ScanFinding;
 #[non_exhaustive]
 pub enum IgnoreError {
     #[error("cannot read ignore file `{path}`: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("ignore file `{path}` is not valid: {message}")]
     Invalid { path: PathBuf, message: String },
 }
@@ -58,10 +55,7 @@ pub struct Suppressions {
 
 impl Suppressions {
     pub fn new(rules: Vec<String>) -> Suppressions {
-        Suppressions {
-            rules,
-            entries: Vec::new(),
-        }
+        Suppressions { rules, entries: Vec::new() }
     }
 
     /// Adds the entries of an ignore file.
@@ -71,10 +65,8 @@ impl Suppressions {
     /// When the file cannot be read or parsed, has unknown keys, or has an entry without a
     /// reason.
     pub fn load_file(&mut self, path: &Path) -> Result<(), IgnoreError> {
-        let text = std::fs::read_to_string(path).map_err(|source| IgnoreError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| IgnoreError::Io { path: path.to_path_buf(), source })?;
         self.add_text(path, &text)
     }
 
@@ -84,10 +76,7 @@ impl Suppressions {
     ///
     /// As for [`Suppressions::load_file`].
     pub fn add_text(&mut self, path: &Path, text: &str) -> Result<(), IgnoreError> {
-        let invalid = |message: String| IgnoreError::Invalid {
-            path: path.to_path_buf(),
-            message,
-        };
+        let invalid = |message: String| IgnoreError::Invalid { path: path.to_path_buf(), message };
         let file: IgnoreFile = toml::from_str(text).map_err(|e| invalid(e.message().to_owned()))?;
         for (i, e) in file.ignore.iter().enumerate() {
             if e.reason.trim().is_empty() {
@@ -146,13 +135,10 @@ mod tests {
     #[test]
     fn entries_need_a_reason() {
         let mut s = Suppressions::default();
-        let err = s
-            .add_text(Path::new("i.toml"), "[[ignore]]\nrule = \"MOAT-SCAN-010\"\n")
-            .unwrap_err();
+        let err = s.add_text(Path::new("i.toml"), "[[ignore]]\nrule = \"MOAT-SCAN-010\"\n").unwrap_err();
         assert!(err.to_string().contains("reason"), "{err}");
-        let err = s
-            .add_text(Path::new("i.toml"), "[[ignore]]\nrule = \"MOAT-SCAN-010\"\nreason = \"  \"\n")
-            .unwrap_err();
+        let err =
+            s.add_text(Path::new("i.toml"), "[[ignore]]\nrule = \"MOAT-SCAN-010\"\nreason = \"  \"\n").unwrap_err();
         assert!(err.to_string().contains("reason"), "{err}");
     }
 

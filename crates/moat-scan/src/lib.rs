@@ -7,10 +7,7 @@
 //! [`moat_detect::Finding`]s placed on a client, server and file ([`model::ScanFinding`]),
 //! so the scanner's table, its SARIF and the gateway's audit log speak of the same thing.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
-#![cfg_attr(
-    test,
-    allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)
-)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 pub mod analyze;
 pub mod checks;
@@ -19,14 +16,14 @@ pub mod discover;
 #[doc(hidden)]
 pub mod fixture;
 pub mod ignore;
+pub mod live;
 pub mod model;
-pub mod pins;
 pub mod parse;
+pub mod pins;
 pub mod registry;
 pub mod report;
 pub mod rules;
 pub mod scan;
-pub mod live;
 pub mod secrets;
 
 pub use clients::{Os, Roots};

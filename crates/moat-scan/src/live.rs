@@ -55,11 +55,7 @@ pub struct LiveOptions {
 
 impl Default for LiveOptions {
     fn default() -> Self {
-        LiveOptions {
-            timeout: Duration::from_secs(30),
-            concurrency: 16,
-            progress: false,
-        }
+        LiveOptions { timeout: Duration::from_secs(30), concurrency: 16, progress: false }
     }
 }
 
@@ -103,10 +99,7 @@ pub struct LiveResult {
 #[non_exhaustive]
 pub enum LiveError {
     #[error("cannot start `{command}`: {source}")]
-    Spawn {
-        command: String,
-        source: std::io::Error,
-    },
+    Spawn { command: String, source: std::io::Error },
     #[error("server has no command or URL")]
     NoTarget,
     #[error("the live scan does not speak the deprecated HTTP+SSE transport")]
@@ -164,13 +157,8 @@ fn progress_bar(len: usize, enabled: bool) -> Option<indicatif::ProgressBar> {
     if !enabled || len == 0 {
         return None;
     }
-    let bar = indicatif::ProgressBar::with_draw_target(
-        Some(len as u64),
-        indicatif::ProgressDrawTarget::stderr(),
-    );
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{spinner} scanning {pos}/{len} servers {wide_msg}")
-    {
+    let bar = indicatif::ProgressBar::with_draw_target(Some(len as u64), indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} scanning {pos}/{len} servers {wide_msg}") {
         bar.set_style(style);
     }
     bar.enable_steady_tick(Duration::from_millis(120));
@@ -194,10 +182,7 @@ pub async fn fetch_one(index: usize, server: &ServerEntry, timeout: Duration) ->
     };
     // Give the stderr reader a moment to drain what the child wrote before it died.
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let stderr = stderr
-        .lock()
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
+    let stderr = stderr.lock().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
     let (snapshot, error) = match outcome {
         Ok(s) => (Some(s), None),
         Err(e) => (None, Some(e.to_string())),
@@ -222,10 +207,7 @@ async fn fetch(session: &mut Session) -> Result<Snapshot, LiveError> {
             }),
         )
         .await?;
-    let version = init
-        .get("protocolVersion")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    let version = init.get("protocolVersion").and_then(Value::as_str).map(str::to_owned);
     if let Some(v) = &version {
         session.set_protocol_version(v);
     }
@@ -234,10 +216,7 @@ async fn fetch(session: &mut Session) -> Result<Snapshot, LiveError> {
     let mut snap = Snapshot {
         protocol_version: version,
         server_info: init.get("serverInfo").cloned(),
-        instructions: init
-            .get("instructions")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
+        instructions: init.get("instructions").and_then(Value::as_str).map(str::to_owned),
         ..Snapshot::default()
     };
     // Ask for tools even when the capability is missing: a server that hides its tools from
@@ -254,9 +233,7 @@ async fn fetch(session: &mut Session) -> Result<Snapshot, LiveError> {
         snap.resources = paginate(session, "resources/list", "resources").await?;
         // Templates are optional even for servers with resources.
         snap.resource_templates =
-            paginate(session, "resources/templates/list", "resourceTemplates")
-                .await
-                .unwrap_or_default();
+            paginate(session, "resources/templates/list", "resourceTemplates").await.unwrap_or_default();
     }
     Ok(snap)
 }
@@ -270,10 +247,7 @@ async fn paginate(session: &mut Session, method: &str, key: &str) -> Result<Vec<
             None => json!({}),
         };
         let page = session.request(method, params).await?;
-        let items = page
-            .get(key)
-            .and_then(Value::as_array)
-            .ok_or_else(|| LiveError::Invalid(method.to_owned()))?;
+        let items = page.get(key).and_then(Value::as_array).ok_or_else(|| LiveError::Invalid(method.to_owned()))?;
         out.extend(items.iter().cloned());
         match page.get("nextCursor").and_then(Value::as_str) {
             Some(next) if !next.is_empty() && cursor.as_deref() != Some(next) => {
@@ -336,8 +310,16 @@ pub fn scrubbed_env(server: &ServerEntry) -> BTreeMap<String, String> {
     let mut keep: Vec<&str> = vec!["PATH", "HOME"];
     if cfg!(windows) {
         keep.extend([
-            "SYSTEMROOT", "SYSTEMDRIVE", "WINDIR", "TEMP", "TMP", "USERPROFILE", "APPDATA",
-            "LOCALAPPDATA", "PATHEXT", "COMSPEC",
+            "SYSTEMROOT",
+            "SYSTEMDRIVE",
+            "WINDIR",
+            "TEMP",
+            "TMP",
+            "USERPROFILE",
+            "APPDATA",
+            "LOCALAPPDATA",
+            "PATHEXT",
+            "COMSPEC",
         ]);
     }
     for name in keep {
@@ -369,19 +351,11 @@ impl StdioSession {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let cwd = server
-            .cwd
-            .as_deref()
-            .map(Path::new)
-            .or(server.project.as_deref())
-            .filter(|p| p.is_dir());
+        let cwd = server.cwd.as_deref().map(Path::new).or(server.project.as_deref()).filter(|p| p.is_dir());
         if let Some(dir) = cwd {
             cmd.current_dir(dir);
         }
-        let mut child = cmd.spawn().map_err(|source| LiveError::Spawn {
-            command: program.clone(),
-            source,
-        })?;
+        let mut child = cmd.spawn().map_err(|source| LiveError::Spawn { command: program.clone(), source })?;
         let stdout = child.stdout.take().ok_or(LiveError::Closed)?;
         let stdin = child.stdin.take();
         if let Some(mut err) = child.stderr.take() {
@@ -417,12 +391,7 @@ impl StdioSession {
                 }
             }
         });
-        Ok(StdioSession {
-            child,
-            stdin,
-            lines: rx,
-            next_id: 1,
-        })
+        Ok(StdioSession { child, stdin, lines: rx, next_id: 1 })
     }
 
     async fn write(&mut self, msg: &Value) -> Result<(), LiveError> {
@@ -436,8 +405,7 @@ impl StdioSession {
     async fn request(&mut self, method: &str, params: Value) -> Result<Value, LiveError> {
         let id = self.next_id;
         self.next_id += 1;
-        self.write(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
-            .await?;
+        self.write(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})).await?;
         loop {
             let msg = self.lines.recv().await.ok_or(LiveError::Closed)?;
             if let (Some(req_method), Some(req_id)) = (msg.get("method"), msg.get("id")) {
@@ -465,10 +433,7 @@ impl StdioSession {
     async fn close(mut self) {
         // Closing stdin is the spec's polite shutdown; kill if the server does not exit soon.
         drop(self.stdin.take());
-        if tokio::time::timeout(Duration::from_millis(200), self.child.wait())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(Duration::from_millis(200), self.child.wait()).await.is_err() {
             let _ = self.child.start_kill();
             let _ = self.child.wait().await;
         }
@@ -477,21 +442,10 @@ impl StdioSession {
 
 fn answer_of(method: &str, msg: &Value) -> Result<Value, LiveError> {
     if let Some(err) = msg.get("error") {
-        let message = err
-            .get("message")
-            .and_then(Value::as_str)
-            .unwrap_or("no message")
-            .chars()
-            .take(500)
-            .collect();
-        return Err(LiveError::Rpc {
-            method: method.to_owned(),
-            message,
-        });
+        let message = err.get("message").and_then(Value::as_str).unwrap_or("no message").chars().take(500).collect();
+        return Err(LiveError::Rpc { method: method.to_owned(), message });
     }
-    msg.get("result")
-        .cloned()
-        .ok_or_else(|| LiveError::Invalid(method.to_owned()))
+    msg.get("result").cloned().ok_or_else(|| LiveError::Invalid(method.to_owned()))
 }
 
 struct HttpSession {
@@ -507,10 +461,8 @@ impl HttpSession {
             let value = HeaderValue::from_str(v).map_err(|_| LiveError::BadHeader(k.clone()))?;
             headers.insert(name, value);
         }
-        let (transport, inbound) =
-            HttpTransport::new(&server.name, url, HttpTransport::default_client(), headers);
-        let (conn, mut events) =
-            Connection::start(&server.name, McpTransport::Http(transport), inbound);
+        let (transport, inbound) = HttpTransport::new(&server.name, url, HttpTransport::default_client(), headers);
+        let (conn, mut events) = Connection::start(&server.name, McpTransport::Http(transport), inbound);
         // Server-to-client requests are refused, as by a client with no capabilities.
         let refuser = conn.clone();
         tokio::spawn(async move {
@@ -527,11 +479,8 @@ impl HttpSession {
     async fn request(&mut self, method: &str, params: Value) -> Result<Value, LiveError> {
         let raw = moat_mcp::jsonrpc::to_raw(&params);
         // The session-wide timeout bounds this; the connection's own is only a backstop.
-        let msg = self
-            .conn
-            .request(method, Some(&raw), Duration::from_secs(3600))
-            .await
-            .map_err(|_| LiveError::Closed)?;
+        let msg =
+            self.conn.request(method, Some(&raw), Duration::from_secs(3600)).await.map_err(|_| LiveError::Closed)?;
         let value: Value = serde_json::from_slice(msg.raw()).map_err(|_| LiveError::Invalid(method.to_owned()))?;
         answer_of(method, &value)
     }

@@ -21,18 +21,11 @@ pub const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;
 #[non_exhaustive]
 pub enum ParseError {
     #[error("cannot read `{path}`: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("`{path}` is larger than {MAX_CONFIG_BYTES} bytes")]
     TooLarge { path: PathBuf },
     #[error("`{path}` is not valid {format}: {message}")]
-    Syntax {
-        path: PathBuf,
-        format: &'static str,
-        message: String,
-    },
+    Syntax { path: PathBuf, format: &'static str, message: String },
 }
 
 /// Reads `loc.path` and returns the server definitions in it.
@@ -41,19 +34,12 @@ pub enum ParseError {
 ///
 /// When the file cannot be read or is not valid JSON(C), TOML or YAML.
 pub fn parse_location(loc: &Location) -> Result<Vec<ServerEntry>, ParseError> {
-    let meta = std::fs::metadata(&loc.path).map_err(|source| ParseError::Io {
-        path: loc.path.clone(),
-        source,
-    })?;
+    let meta = std::fs::metadata(&loc.path).map_err(|source| ParseError::Io { path: loc.path.clone(), source })?;
     if meta.len() > MAX_CONFIG_BYTES {
-        return Err(ParseError::TooLarge {
-            path: loc.path.clone(),
-        });
+        return Err(ParseError::TooLarge { path: loc.path.clone() });
     }
-    let text = std::fs::read_to_string(&loc.path).map_err(|source| ParseError::Io {
-        path: loc.path.clone(),
-        source,
-    })?;
+    let text =
+        std::fs::read_to_string(&loc.path).map_err(|source| ParseError::Io { path: loc.path.clone(), source })?;
     parse_text(loc, &text)
 }
 
@@ -78,10 +64,7 @@ pub fn parse_document(loc: &Location, text: &str) -> Result<Value, ParseError> {
 
 /// The project directories named in a Claude Code `~/.claude.json` document.
 pub fn claude_code_projects(doc: &Value) -> Vec<PathBuf> {
-    doc.get("projects")
-        .and_then(Value::as_object)
-        .map(|m| m.keys().map(PathBuf::from).collect())
-        .unwrap_or_default()
+    doc.get("projects").and_then(Value::as_object).map(|m| m.keys().map(PathBuf::from).collect()).unwrap_or_default()
 }
 
 /// Picks the server definitions out of a parsed document.
@@ -92,11 +75,7 @@ pub fn extract_servers(loc: &Location, text: &str, doc: &Value) -> Vec<ServerEnt
         other => other,
     };
     let mut out = Vec::new();
-    let ctx = Ctx {
-        loc,
-        text,
-        syntax,
-    };
+    let ctx = Ctx { loc, text, syntax };
     match format {
         Format::McpServers | Format::Auto => {
             ctx.map_at(doc, &["mcpServers"], "", loc.scope, None, &mut out);
@@ -106,14 +85,7 @@ pub fn extract_servers(loc: &Location, text: &str, doc: &Value) -> Vec<ServerEnt
             if let Some(projects) = doc.get("projects").and_then(Value::as_object) {
                 for (project, body) in projects {
                     let prefix = format!("/projects/{}", escape_pointer(project));
-                    ctx.map_at(
-                        body,
-                        &["mcpServers"],
-                        &prefix,
-                        Scope::Local,
-                        Some(PathBuf::from(project)),
-                        &mut out,
-                    );
+                    ctx.map_at(body, &["mcpServers"], &prefix, Scope::Local, Some(PathBuf::from(project)), &mut out);
                 }
             }
         }
@@ -144,10 +116,7 @@ enum Syntax {
 
 impl Syntax {
     fn of(path: &Path, format: Format, text: &str) -> Syntax {
-        let ext = path
-            .extension()
-            .map(|e| e.to_string_lossy().to_ascii_lowercase())
-            .unwrap_or_default();
+        let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
         match (format, ext.as_str()) {
             (Format::CodexToml | Format::MoatToml, _) | (_, "toml") => Syntax::Toml,
             (_, "yaml" | "yml") => Syntax::Yaml,
@@ -166,11 +135,7 @@ impl Syntax {
     }
 
     fn parse(self, path: &Path, text: &str) -> Result<Value, ParseError> {
-        let syntax_err = |format, message: String| ParseError::Syntax {
-            path: path.to_path_buf(),
-            format,
-            message,
-        };
+        let syntax_err = |format, message: String| ParseError::Syntax { path: path.to_path_buf(), format, message };
         match self {
             Syntax::Json => {
                 let options = jsonc_parser::ParseOptions::default();
@@ -179,11 +144,8 @@ impl Syntax {
             }
             Syntax::Toml => toml::from_str::<toml::Value>(text)
                 .map_err(|e| syntax_err("TOML", e.message().to_owned()))
-                .and_then(|v| {
-                    serde_json::to_value(v).map_err(|e| syntax_err("TOML", e.to_string()))
-                }),
-            Syntax::Yaml => serde_yaml_ng::from_str::<Value>(text)
-                .map_err(|e| syntax_err("YAML", e.to_string())),
+                .and_then(|v| serde_json::to_value(v).map_err(|e| syntax_err("TOML", e.to_string()))),
+            Syntax::Yaml => serde_yaml_ng::from_str::<Value>(text).map_err(|e| syntax_err("YAML", e.to_string())),
         }
     }
 }
@@ -315,17 +277,13 @@ impl Ctx<'_> {
             .map(str::to_ascii_lowercase);
         let transport = match declared.as_deref() {
             Some("sse") => Transport::Sse,
-            Some("http" | "streamable-http" | "streamablehttp" | "streamable_http" | "remote") => {
-                Transport::Http
-            }
+            Some("http" | "streamable-http" | "streamablehttp" | "streamable_http" | "remote") => Transport::Http,
             Some("stdio" | "local") => Transport::Stdio,
             _ if command.is_some() => Transport::Stdio,
             _ if http_url.is_some() => Transport::Http,
             // Gemini CLI's `url` key means SSE; elsewhere a bare URL ending in /sse usually does.
             _ if self.loc.client == Client::GeminiCli => Transport::Sse,
-            _ if url.as_deref().is_some_and(|u| u.trim_end_matches('/').ends_with("/sse")) => {
-                Transport::Sse
-            }
+            _ if url.as_deref().is_some_and(|u| u.trim_end_matches('/').ends_with("/sse")) => Transport::Sse,
             _ if url.is_some() => Transport::Http,
             _ => Transport::Stdio,
         };
@@ -370,10 +328,7 @@ impl Ctx<'_> {
     fn continue_servers(&self, doc: &Value, out: &mut Vec<ServerEntry>) {
         let lists = [
             ("/mcpServers", doc.get("mcpServers")),
-            (
-                "/experimental/modelContextProtocolServers",
-                doc.pointer("/experimental/modelContextProtocolServers"),
-            ),
+            ("/experimental/modelContextProtocolServers", doc.pointer("/experimental/modelContextProtocolServers")),
         ];
         for (pointer, list) in lists {
             match list {
@@ -382,19 +337,9 @@ impl Ctx<'_> {
                         let Some(obj) = item.as_object() else {
                             continue;
                         };
-                        let name = obj
-                            .get("name")
-                            .map(value_to_string)
-                            .unwrap_or_else(|| format!("server-{i}"));
+                        let name = obj.get("name").map(value_to_string).unwrap_or_else(|| format!("server-{i}"));
                         let line = self.line_of(&name, 0);
-                        out.push(self.entry(
-                            &name,
-                            obj,
-                            self.loc.scope,
-                            None,
-                            format!("{pointer}/{i}"),
-                            line,
-                        ));
+                        out.push(self.entry(&name, obj, self.loc.scope, None, format!("{pointer}/{i}"), line));
                     }
                 }
                 Some(Value::Object(_)) => {
@@ -406,10 +351,7 @@ impl Ctx<'_> {
         if out.is_empty() {
             if let Some(obj) = doc.as_object() {
                 if obj.contains_key("command") || obj.contains_key("url") {
-                    let name = obj
-                        .get("name")
-                        .map(value_to_string)
-                        .unwrap_or_else(|| file_stem(&self.loc.path));
+                    let name = obj.get("name").map(value_to_string).unwrap_or_else(|| file_stem(&self.loc.path));
                     out.push(self.entry(&name, obj, self.loc.scope, None, String::new(), Some(1)));
                 }
             }
@@ -426,22 +368,12 @@ impl Ctx<'_> {
             let Some(obj) = item.as_object() else {
                 continue;
             };
-            let name = obj
-                .get("name")
-                .map(value_to_string)
-                .unwrap_or_else(|| format!("upstream-{i}"));
+            let name = obj.get("name").map(value_to_string).unwrap_or_else(|| format!("upstream-{i}"));
             let line = find_toml_array_table(self.text, "upstream", search_from);
             if let Some(l) = line {
                 search_from = l;
             }
-            out.push(self.entry(
-                &name,
-                obj,
-                self.loc.scope,
-                None,
-                format!("/upstream/{i}"),
-                line,
-            ));
+            out.push(self.entry(&name, obj, self.loc.scope, None, format!("/upstream/{i}"), line));
         }
     }
 }
@@ -463,18 +395,13 @@ fn string_list(v: Option<&Value>) -> Vec<String> {
 
 fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
     match v {
-        Some(Value::Object(map)) => map
-            .iter()
-            .map(|(k, v)| (k.clone(), value_to_string(v)))
-            .collect(),
+        Some(Value::Object(map)) => map.iter().map(|(k, v)| (k.clone(), value_to_string(v))).collect(),
         _ => BTreeMap::new(),
     }
 }
 
 fn file_stem(path: &Path) -> String {
-    path.file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 /// RFC 6901 escaping of one reference token.
@@ -520,20 +447,14 @@ fn find_toml_table(text: &str, name: &str) -> Option<usize> {
 
 fn find_toml_array_table(text: &str, name: &str, after: usize) -> Option<usize> {
     let header = format!("[[{name}]]");
-    text.lines()
-        .enumerate()
-        .skip(after)
-        .find(|(_, l)| l.trim() == header)
-        .map(|(i, _)| i + 1)
+    text.lines().enumerate().skip(after).find(|(_, l)| l.trim() == header).map(|(i, _)| i + 1)
 }
 
 fn find_yaml_name(text: &str, name: &str) -> Option<usize> {
     text.lines()
         .position(|l| {
             let l = l.trim_start().trim_start_matches("- ").trim();
-            l.strip_prefix("name:")
-                .map(|v| v.trim().trim_matches(['"', '\'']) == name)
-                .unwrap_or(false)
+            l.strip_prefix("name:").map(|v| v.trim().trim_matches(['"', '\'']) == name).unwrap_or(false)
                 || l.strip_suffix(':').map(|k| k.trim_matches(['"', '\'']) == name) == Some(true)
         })
         .map(|i| i + 1)
@@ -544,13 +465,7 @@ mod tests {
     use super::*;
 
     fn loc(client: Client, path: &str, format: Format) -> Location {
-        Location {
-            client,
-            scope: Scope::User,
-            path: PathBuf::from(path),
-            format,
-            project: None,
-        }
+        Location { client, scope: Scope::User, path: PathBuf::from(path), format, project: None }
     }
 
     #[test]
@@ -561,8 +476,7 @@ mod tests {
     "fs": { "command": "npx", "args": ["-y", "@modelcontextprotocol/server-filesystem@2025.8.21", "/tmp",], },
   },
 }"#;
-        let out = parse_text(&loc(Client::Cursor, "/h/.cursor/mcp.json", Format::McpServers), text)
-            .unwrap();
+        let out = parse_text(&loc(Client::Cursor, "/h/.cursor/mcp.json", Format::McpServers), text).unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].name, "fs");
         assert_eq!(out[0].command.as_deref(), Some("npx"));
@@ -579,11 +493,7 @@ mod tests {
     "/p/one": {"mcpServers": {"a": {"type": "http", "url": "https://e.example/mcp"}}}
   }
 }"#;
-        let out = parse_text(
-            &loc(Client::ClaudeCode, "/h/.claude.json", Format::ClaudeCodeUser),
-            text,
-        )
-        .unwrap();
+        let out = parse_text(&loc(Client::ClaudeCode, "/h/.claude.json", Format::ClaudeCodeUser), text).unwrap();
         assert_eq!(out.len(), 2);
         assert_eq!(out[1].scope, Scope::Local);
         assert_eq!(out[1].project.as_deref(), Some(Path::new("/p/one")));
@@ -594,9 +504,9 @@ mod tests {
 
     #[test]
     fn codex_toml_tables_are_servers() {
-        let text = "model = \"o3\"\n[mcp_servers.docs]\ncommand = \"uvx\"\nargs = [\"mcp-docs\"]\nenv = { API_KEY = \"x\" }\n";
-        let out = parse_text(&loc(Client::Codex, "/h/.codex/config.toml", Format::CodexToml), text)
-            .unwrap();
+        let text =
+            "model = \"o3\"\n[mcp_servers.docs]\ncommand = \"uvx\"\nargs = [\"mcp-docs\"]\nenv = { API_KEY = \"x\" }\n";
+        let out = parse_text(&loc(Client::Codex, "/h/.codex/config.toml", Format::CodexToml), text).unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].line, Some(2));
         assert_eq!(out[0].env.get("API_KEY").map(String::as_str), Some("x"));
@@ -605,8 +515,7 @@ mod tests {
     #[test]
     fn opencode_command_array_is_split() {
         let text = r#"{"mcp": {"l": {"type": "local", "command": ["bunx", "pkg"], "environment": {"A": "b"}, "enabled": false}}}"#;
-        let out = parse_text(&loc(Client::Opencode, "/p/opencode.json", Format::Opencode), text)
-            .unwrap();
+        let out = parse_text(&loc(Client::Opencode, "/p/opencode.json", Format::Opencode), text).unwrap();
         assert_eq!(out[0].command.as_deref(), Some("bunx"));
         assert_eq!(out[0].args, ["pkg"]);
         assert!(out[0].disabled);
@@ -616,11 +525,7 @@ mod tests {
     #[test]
     fn continue_yaml_list_is_read() {
         let text = "name: cfg\nmcpServers:\n  - name: sqlite\n    command: uvx\n    args: [mcp-server-sqlite]\n";
-        let out = parse_text(
-            &loc(Client::Continue, "/h/.continue/config.yaml", Format::Continue),
-            text,
-        )
-        .unwrap();
+        let out = parse_text(&loc(Client::Continue, "/h/.continue/config.yaml", Format::Continue), text).unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].name, "sqlite");
         assert_eq!(out[0].line, Some(3));
@@ -647,20 +552,16 @@ mod tests {
     #[test]
     fn zed_legacy_nested_command_is_read() {
         let text = r#"{"context_servers": {"z": {"command": {"path": "node", "args": ["s.js"], "env": {}}}}}"#;
-        let out = parse_text(&loc(Client::Zed, "/h/.config/zed/settings.json", Format::Zed), text)
-            .unwrap();
+        let out = parse_text(&loc(Client::Zed, "/h/.config/zed/settings.json", Format::Zed), text).unwrap();
         assert_eq!(out[0].command.as_deref(), Some("node"));
         assert_eq!(out[0].args, ["s.js"]);
     }
 
     #[test]
     fn gemini_url_means_sse_and_http_url_means_http() {
-        let text = r#"{"mcpServers": {"a": {"url": "https://x.example/sse"}, "b": {"httpUrl": "https://x.example/mcp"}}}"#;
-        let out = parse_text(
-            &loc(Client::GeminiCli, "/h/.gemini/settings.json", Format::McpServers),
-            text,
-        )
-        .unwrap();
+        let text =
+            r#"{"mcpServers": {"a": {"url": "https://x.example/sse"}, "b": {"httpUrl": "https://x.example/mcp"}}}"#;
+        let out = parse_text(&loc(Client::GeminiCli, "/h/.gemini/settings.json", Format::McpServers), text).unwrap();
         assert_eq!(out[0].transport, Transport::Sse);
         assert_eq!(out[1].transport, Transport::Http);
     }

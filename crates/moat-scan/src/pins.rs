@@ -13,13 +13,13 @@ use std::path::{Path, PathBuf};
 use moat_detect::{Finding, Severity};
 use serde_json::Value;
 
+use crate::live::Snapshot;
+use crate::model::{FieldDiff, ScanFinding, ServerEntry};
+use crate::rules;
 use moat_detect::canonical::PinDomain;
 pub use moat_detect::lockfile::{
     LockFile as PinFile, LockFileError, Pin, UpstreamPins, LOCK_FILE_VERSION as PIN_FILE_VERSION,
 };
-use crate::live::Snapshot;
-use crate::model::{FieldDiff, ScanFinding, ServerEntry};
-use crate::rules;
 
 /// Most field differences listed for one changed definition.
 pub const MAX_DIFFS: usize = 20;
@@ -29,15 +29,9 @@ pub const MAX_DIFFS: usize = 20;
 #[non_exhaustive]
 pub enum PinError {
     #[error("cannot read pin file `{path}`: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("cannot write pin file `{path}`: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
     #[error("pin file `{path}` is not valid: {source}")]
     Invalid { path: PathBuf, source: LockFileError },
 }
@@ -48,14 +42,8 @@ pub enum PinError {
 ///
 /// When the file cannot be read or is not a valid lock file (see [`PinFile::parse`]).
 pub fn load(path: &Path) -> Result<PinFile, PinError> {
-    let text = std::fs::read_to_string(path).map_err(|source| PinError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    PinFile::parse(&text).map_err(|source| PinError::Invalid {
-        path: path.to_path_buf(),
-        source,
-    })
+    let text = std::fs::read_to_string(path).map_err(|source| PinError::Read { path: path.to_path_buf(), source })?;
+    PinFile::parse(&text).map_err(|source| PinError::Invalid { path: path.to_path_buf(), source })
 }
 
 /// Writes a pin file (pretty JSON, keys sorted), replacing it atomically.
@@ -64,10 +52,7 @@ pub fn load(path: &Path) -> Result<PinFile, PinError> {
 ///
 /// When the file cannot be written.
 pub fn save(pins: &PinFile, path: &Path) -> Result<(), PinError> {
-    let write_err = |source| PinError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
+    let write_err = |source| PinError::Write { path: path.to_path_buf(), source };
     let tmp = path.with_extension("lock.tmp");
     std::fs::write(&tmp, pins.to_json_string()).map_err(write_err)?;
     std::fs::rename(&tmp, path).map_err(write_err)
@@ -97,19 +82,13 @@ pub fn identity(server: &ServerEntry) -> String {
 /// The pins a snapshot would be recorded as.
 pub fn pins_of(snap: &Snapshot) -> UpstreamPins {
     let keyed = |items: &[Value], key: &str, domain: PinDomain| -> BTreeMap<String, Pin> {
-        items
-            .iter()
-            .filter_map(|v| Some((v.get(key)?.as_str()?.to_owned(), Pin::of(domain, v))))
-            .collect()
+        items.iter().filter_map(|v| Some((v.get(key)?.as_str()?.to_owned(), Pin::of(domain, v)))).collect()
     };
     UpstreamPins {
         tools: keyed(&snap.tools, "name", PinDomain::Tool),
         prompts: keyed(&snap.prompts, "name", PinDomain::Prompt),
         resource_templates: keyed(&snap.resource_templates, "uriTemplate", PinDomain::ResourceTemplate),
-        instructions: snap
-            .instructions
-            .as_ref()
-            .map(|i| Pin::of(PinDomain::Instructions, &Value::String(i.clone()))),
+        instructions: snap.instructions.as_ref().map(|i| Pin::of(PinDomain::Instructions, &Value::String(i.clone()))),
     }
 }
 
@@ -143,10 +122,7 @@ pub fn compare(server: &ServerEntry, snap: &Snapshot, pins: &PinFile) -> Vec<Sca
                     rules::PIN_CHANGED,
                     kind,
                     name,
-                    format!(
-                        "{kind} `{name}` of server `{}` differs from its pinned definition",
-                        server.name
-                    ),
+                    format!("{kind} `{name}` of server `{}` differs from its pinned definition", server.name),
                     diff_pins(before, pin),
                 )),
                 Some(_) => {}
@@ -266,11 +242,7 @@ pub fn diff_values(pointer: &str, a: &Value, b: &Value, out: &mut Vec<FieldDiff>
 
 fn push_diff(out: &mut Vec<FieldDiff>, pointer: String, pinned: Option<Value>, live: Option<Value>) {
     if out.len() < MAX_DIFFS {
-        out.push(FieldDiff {
-            pointer,
-            pinned,
-            live,
-        });
+        out.push(FieldDiff { pointer, pinned, live });
     }
 }
 
@@ -306,10 +278,7 @@ mod tests {
         if extra_tool {
             tools.push(json!({"name": "add", "description": "adds", "inputSchema": {"type": "object"}}));
         }
-        Snapshot {
-            tools,
-            ..Snapshot::default()
-        }
+        Snapshot { tools, ..Snapshot::default() }
     }
 
     #[test]

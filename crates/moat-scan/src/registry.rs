@@ -22,18 +22,15 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::json;
 
-use moat_detect::canonical::canonical_sha256;
 use crate::model::ServerEntry;
+use moat_detect::canonical::canonical_sha256;
 
 /// Why a registry file could not be loaded.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RegistryError {
     #[error("cannot read registry `{path}`: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("registry `{path}` is not valid: {message}")]
     Invalid { path: PathBuf, message: String },
 }
@@ -70,10 +67,8 @@ impl Registry {
     /// When the file cannot be read, is not valid TOML, has unknown keys, or has an entry
     /// that names no field at all (which would allow every server).
     pub fn load(path: &Path) -> Result<Registry, RegistryError> {
-        let text = std::fs::read_to_string(path).map_err(|source| RegistryError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| RegistryError::Io { path: path.to_path_buf(), source })?;
         Registry::parse(path, &text)
     }
 
@@ -83,10 +78,7 @@ impl Registry {
     ///
     /// As for [`Registry::load`].
     pub fn parse(path: &Path, text: &str) -> Result<Registry, RegistryError> {
-        let invalid = |message: String| RegistryError::Invalid {
-            path: path.to_path_buf(),
-            message,
-        };
+        let invalid = |message: String| RegistryError::Invalid { path: path.to_path_buf(), message };
         let file: RegistryFile = toml::from_str(text).map_err(|e| invalid(e.message().to_owned()))?;
         for (i, e) in file.server.iter().enumerate() {
             if e.name.is_none() && e.command.is_none() && e.url.is_none() && e.sha256.is_none() {
@@ -96,10 +88,7 @@ impl Registry {
                 )));
             }
         }
-        Ok(Registry {
-            source: path.to_path_buf(),
-            entries: file.server,
-        })
+        Ok(Registry { source: path.to_path_buf(), entries: file.server })
     }
 
     pub fn source(&self) -> &Path {

@@ -72,12 +72,7 @@ fn prepare(opts: &ScanOptions) -> Result<Prepared, ScanError> {
         _ => None,
     };
     let detector = Detector::builtin().map_err(|e| ScanError::Detector(e.to_string()))?;
-    Ok(Prepared {
-        registry,
-        suppressions,
-        pins,
-        detector,
-    })
+    Ok(Prepared { registry, suppressions, pins, detector })
 }
 
 /// Runs a scan.
@@ -150,11 +145,7 @@ fn static_findings(inv: &Inventory, prepared: &Prepared) -> Vec<ScanFinding> {
         }
     }
     for server in &inv.servers {
-        out.extend(checks::check_server(
-            server,
-            &prepared.detector,
-            prepared.registry.as_ref(),
-        ));
+        out.extend(checks::check_server(server, &prepared.detector, prepared.registry.as_ref()));
     }
     out
 }

@@ -23,36 +23,21 @@ pub fn find(detector: &Detector, value: &str) -> Vec<SecretHit> {
         .into_iter()
         .filter(|f| f.rule.starts_with("MOAT-SEC-"))
         .map(|f| {
-            let secret = f
-                .span
-                .as_ref()
-                .and_then(|r| value.get(r.clone()))
-                .unwrap_or(value)
-                .to_owned();
-            SecretHit {
-                kind: kind_of(&f.rule, detector),
-                rule: f.rule,
-                secret,
-            }
+            let secret = f.span.as_ref().and_then(|r| value.get(r.clone())).unwrap_or(value).to_owned();
+            SecretHit { kind: kind_of(&f.rule, detector), rule: f.rule, secret }
         })
         .collect()
 }
 
 fn kind_of(rule: &str, detector: &Detector) -> String {
-    detector
-        .rules()
-        .find(|r| r.id == rule)
-        .map(|r| r.name.replace('-', " "))
-        .unwrap_or_else(|| "secret".to_owned())
+    detector.rules().find(|r| r.id == rule).map(|r| r.name.replace('-', " ")).unwrap_or_else(|| "secret".to_owned())
 }
 
 /// A form of `secret` safe to print: a short prefix (which names the kind of token, such as
 /// `ghp_`) and the length, never enough to use it.
 pub fn mask(secret: &str) -> String {
     let (scheme, token) = match secret.split_once(' ') {
-        Some((s, t)) if s.eq_ignore_ascii_case("bearer") || s.eq_ignore_ascii_case("basic") => {
-            (format!("{s} "), t)
-        }
+        Some((s, t)) if s.eq_ignore_ascii_case("bearer") || s.eq_ignore_ascii_case("basic") => (format!("{s} "), t),
         _ => (String::new(), secret),
     };
     let len = token.chars().count();

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use moat_scan::fixture::{FixtureHome, FIXTURE_GITHUB_TOKEN};
-use moat_scan::{discover, Client, Scope, ScanOptions, Transport};
+use moat_scan::{discover, Client, ScanOptions, Scope, Transport};
 
 fn scan_static(fx: &FixtureHome) -> moat_scan::Report {
     let opts = ScanOptions {
@@ -66,34 +66,28 @@ fn moat_toml_is_read_with_config() {
     let inv = discover(&opts);
     assert_eq!(inv.files.len(), 1, "only the named file is read");
     let names: Vec<_> = inv.servers.iter().map(|s| (s.client, s.scope, s.name.as_str())).collect();
-    assert_eq!(
-        names,
-        [(Client::Moat, Scope::Explicit, "demo"), (Client::Moat, Scope::Explicit, "remote")]
-    );
+    assert_eq!(names, [(Client::Moat, Scope::Explicit, "demo"), (Client::Moat, Scope::Explicit, "remote")]);
 }
 
 #[test]
 fn static_checks_find_each_problem_in_the_fixture() {
     let fx = FixtureHome::create("static").unwrap();
     let report = scan_static(&fx);
-    let hits: BTreeSet<(String, String)> = report
-        .findings
-        .iter()
-        .map(|f| (f.finding.rule.clone(), f.server.clone()))
-        .collect();
+    let hits: BTreeSet<(String, String)> =
+        report.findings.iter().map(|f| (f.finding.rule.clone(), f.server.clone())).collect();
     for (rule, server) in [
-        ("MOAT-SCAN-010", "filesystem"),   // npx without version
-        ("MOAT-SCAN-010", "browser"),      // @latest
-        ("MOAT-SCAN-010", "db"),           // uvx without ==
+        ("MOAT-SCAN-010", "filesystem"), // npx without version
+        ("MOAT-SCAN-010", "browser"),    // @latest
+        ("MOAT-SCAN-010", "db"),         // uvx without ==
         ("MOAT-SCAN-010", "git"),
-        ("MOAT-SCAN-010", "cdk"),          // uvx @latest
-        ("MOAT-SCAN-011", "fetch"),        // :latest
-        ("MOAT-SCAN-011", "github-docker"),// tag, no digest
-        ("MOAT-SCAN-012", "wiki"),         // plain http
-        ("MOAT-SCAN-013", "installer"),    // curl | sh
-        ("MOAT-SCAN-014", "github"),       // token in env
-        ("MOAT-SCAN-014", "search"),       // API key header
-        ("MOAT-SCAN-014", "postgres"),     // password in a connection URL
+        ("MOAT-SCAN-010", "cdk"),           // uvx @latest
+        ("MOAT-SCAN-011", "fetch"),         // :latest
+        ("MOAT-SCAN-011", "github-docker"), // tag, no digest
+        ("MOAT-SCAN-012", "wiki"),          // plain http
+        ("MOAT-SCAN-013", "installer"),     // curl | sh
+        ("MOAT-SCAN-014", "github"),        // token in env
+        ("MOAT-SCAN-014", "search"),        // API key header
+        ("MOAT-SCAN-014", "postgres"),      // password in a connection URL
     ] {
         assert!(hits.contains(&(rule.to_owned(), server.to_owned())), "missing {rule} on {server}: {hits:#?}");
     }
@@ -110,11 +104,7 @@ fn static_checks_find_each_problem_in_the_fixture() {
         json.lines().filter(|l| l.contains("hunter2pass")).collect::<Vec<_>>().join("\n")
     );
     assert!(!json.contains("sk-9f8e7d6c5b4a39281706f5e4d3c2b1a0"));
-    let token = report
-        .findings
-        .iter()
-        .find(|f| f.finding.rule == "MOAT-SCAN-014" && f.server == "github")
-        .unwrap();
+    let token = report.findings.iter().find(|f| f.finding.rule == "MOAT-SCAN-014" && f.server == "github").unwrap();
     assert_eq!(token.finding.owasp.as_str(), "MCP01");
     assert_eq!(token.line, Some(7 - 3)); // the `"github"` key line
 }
@@ -126,7 +116,8 @@ fn windows_and_macos_layouts_are_found_under_a_fixture_home() {
     let mac = fx.root.join("mac");
     let win = fx.root.join("win");
     let mac_desktop = mac.join("Library/Application Support/Claude/claude_desktop_config.json");
-    let win_cline = win.join("AppData/Roaming/Code/User/globalStorage/saoudrizwan.claude-dev/settings/cline_mcp_settings.json");
+    let win_cline =
+        win.join("AppData/Roaming/Code/User/globalStorage/saoudrizwan.claude-dev/settings/cline_mcp_settings.json");
     for (path, text) in [
         (&mac_desktop, r#"{"mcpServers": {"m": {"command": "node", "args": ["m.js"]}}}"#),
         (&win_cline, r#"{"mcpServers": {"w": {"command": "node", "args": ["w.js"]}}}"#),
@@ -134,7 +125,9 @@ fn windows_and_macos_layouts_are_found_under_a_fixture_home() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, text).unwrap();
     }
-    for (home, os, client) in [(mac, moat_scan::Os::MacOs, Client::ClaudeDesktop), (win, moat_scan::Os::Windows, Client::Cline)] {
+    for (home, os, client) in
+        [(mac, moat_scan::Os::MacOs, Client::ClaudeDesktop), (win, moat_scan::Os::Windows, Client::Cline)]
+    {
         let mut opts = fx.discover_options();
         opts.roots.home = home;
         opts.roots.os = os;
@@ -160,7 +153,9 @@ fn a_secret_passed_as_an_argument_is_masked_in_the_report() {
     let config = fx.root.join("mcp.json");
     std::fs::write(
         &config,
-        format!(r#"{{"mcpServers": {{"gh": {{"command": "github-mcp", "args": ["stdio", "{FIXTURE_GITHUB_TOKEN}"]}}}}}}"#),
+        format!(
+            r#"{{"mcpServers": {{"gh": {{"command": "github-mcp", "args": ["stdio", "{FIXTURE_GITHUB_TOKEN}"]}}}}}}"#
+        ),
     )
     .unwrap();
     let mut discover = fx.discover_options();

@@ -64,11 +64,8 @@ fn a_live_report_matches_the_schema() {
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let report = rt.block_on(moat_scan::run(&opts)).unwrap();
-    let mut status: Vec<(&str, &str)> = report
-        .servers
-        .iter()
-        .map(|s| (s.entry.name.as_str(), s.live.as_ref().unwrap().status.as_str()))
-        .collect();
+    let mut status: Vec<(&str, &str)> =
+        report.servers.iter().map(|s| (s.entry.name.as_str(), s.live.as_ref().unwrap().status.as_str())).collect();
     status.sort_unstable();
     assert_eq!(status, [("broken", "error"), ("off", "skipped"), ("ok", "ok")], "{:#?}", report.servers);
     check(&report);

@@ -30,20 +30,16 @@ fn schema() -> jsonschema::Validator {
     // emits `language`; the patterns are replaced in memory with the one intended so that the
     // schema compiles. Everything else is checked as published.
     let mut fixed = 0;
-    for ptr in [
-        "/definitions/run/properties/language/pattern",
-        "/definitions/toolComponent/properties/language/pattern",
-    ] {
+    for ptr in
+        ["/definitions/run/properties/language/pattern", "/definitions/toolComponent/properties/language/pattern"]
+    {
         let pattern = schema.pointer_mut(ptr).unwrap();
         assert_eq!(pattern, "^[a-zA-Z]{2}|^[a-zA-Z]{2}-[a-zA-Z]{2}]?$");
         *pattern = Value::String("^[a-zA-Z]{2}(-[a-zA-Z]{2})?$".to_owned());
         fixed += 1;
     }
     assert_eq!(fixed, 2);
-    jsonschema::options()
-        .with_draft(jsonschema::Draft::Draft4)
-        .build(&schema)
-        .unwrap()
+    jsonschema::options().with_draft(jsonschema::Draft::Draft4).build(&schema).unwrap()
 }
 
 #[test]
@@ -54,7 +50,8 @@ fn sarif_output_validates_against_the_sarif_2_1_0_schema() {
     let detector = Detector::builtin().unwrap();
     let sarif = to_sarif(&report, Some(&detector));
     let validator = schema();
-    let errors: Vec<String> = validator.iter_errors(&sarif).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    let errors: Vec<String> =
+        validator.iter_errors(&sarif).map(|e| format!("{} at {}", e, e.instance_path())).collect();
     assert!(errors.is_empty(), "{errors:#?}");
 
     let run = &sarif["runs"][0];
@@ -65,7 +62,8 @@ fn sarif_output_validates_against_the_sarif_2_1_0_schema() {
     for r in results {
         let idx = r["ruleIndex"].as_u64().unwrap() as usize;
         assert_eq!(rules[idx]["id"], r["ruleId"]);
-        let tags: Vec<&str> = rules[idx]["properties"]["tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+        let tags: Vec<&str> =
+            rules[idx]["properties"]["tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
         assert!(tags.iter().any(|t| t.starts_with("MCP")), "{tags:?}");
         assert!(rules[idx]["properties"]["security-severity"].as_str().unwrap().parse::<f64>().is_ok());
         let loc = &r["locations"][0]["physicalLocation"];
@@ -73,10 +71,8 @@ fn sarif_output_validates_against_the_sarif_2_1_0_schema() {
         assert!(loc["region"]["startLine"].as_u64().unwrap() >= 1);
     }
     // The unpinned `browser` server points at its line in ~/.cursor/mcp.json.
-    let browser = results
-        .iter()
-        .find(|r| r["ruleId"] == "MOAT-SCAN-010" && r["properties"]["server"] == "browser")
-        .unwrap();
+    let browser =
+        results.iter().find(|r| r["ruleId"] == "MOAT-SCAN-010" && r["properties"]["server"] == "browser").unwrap();
     let loc = &browser["locations"][0]["physicalLocation"];
     assert!(loc["artifactLocation"]["uri"].as_str().unwrap().ends_with("/home/.cursor/mcp.json"));
     assert_eq!(loc["region"]["startLine"], 4);

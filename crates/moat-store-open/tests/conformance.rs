@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use moat_store::{
-    ApiKeyRecord, AuditQuery, AuditRow, PinKey, PinKind, PinRecord, PinState, SealRow, SessionKey,
-    SessionRecord, Store, StoreError, UnixMillis,
+    ApiKeyRecord, AuditQuery, AuditRow, PinKey, PinKind, PinRecord, PinState, SealRow, SessionKey, SessionRecord,
+    Store, StoreError, UnixMillis,
 };
 
 /// A store and whatever must live as long as it (temp dir, server process).
@@ -332,10 +332,7 @@ mod suite {
         };
         assert_eq!(audit.audit_head().await.unwrap(), None);
         audit
-            .append_audit(
-                vec![row(1, "alice", "read", "allow"), row(2, "bob", "write", "deny")],
-                vec![],
-            )
+            .append_audit(vec![row(1, "alice", "read", "allow"), row(2, "bob", "write", "deny")], vec![])
             .await
             .unwrap();
         audit
@@ -361,17 +358,27 @@ mod suite {
         assert_eq!(seqs(audit.query_audit(&q(|q| q.tool = Some("write".into()))).await.unwrap()), vec![2, 3]);
         assert_eq!(seqs(audit.query_audit(&q(|q| q.decision = Some("deny".into()))).await.unwrap()), vec![2]);
         assert_eq!(
-            seqs(audit.query_audit(&q(|q| {
-                q.since = Some(UnixMillis(1_700_000_002_000));
-                q.until = Some(UnixMillis(1_700_000_004_000));
-            })).await.unwrap()),
+            seqs(
+                audit
+                    .query_audit(&q(|q| {
+                        q.since = Some(UnixMillis(1_700_000_002_000));
+                        q.until = Some(UnixMillis(1_700_000_004_000));
+                    }))
+                    .await
+                    .unwrap()
+            ),
             vec![2, 3]
         );
         assert_eq!(
-            seqs(audit.query_audit(&q(|q| {
-                q.newest_first = true;
-                q.limit = 2;
-            })).await.unwrap()),
+            seqs(
+                audit
+                    .query_audit(&q(|q| {
+                        q.newest_first = true;
+                        q.limit = 2;
+                    }))
+                    .await
+                    .unwrap()
+            ),
             vec![4, 3]
         );
         // A duplicate sequence number is refused, and the batch with it is not half-written.

@@ -23,9 +23,8 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncCommands, Script};
 
 use moat_store::{
-    ApiKeyRecord, ApiKeyStore, AuditStore, PinKey, PinKind, PinRecord, PinState, PinStore,
-    RateDecision, RateLimitStore, SessionKey, SessionRecord, SessionStore, Store, StoreError,
-    UnixMillis,
+    ApiKeyRecord, ApiKeyStore, AuditStore, PinKey, PinKind, PinRecord, PinState, PinStore, RateDecision,
+    RateLimitStore, SessionKey, SessionRecord, SessionStore, Store, StoreError, UnixMillis,
 };
 
 const BACKEND: &str = "redis";
@@ -55,9 +54,8 @@ impl RedisStore {
     /// A backend error when the URL is invalid or the server cannot be reached. The
     /// message never contains the URL, which may hold a password.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(|e| {
-            StoreError::backend(BACKEND, format!("invalid redis url ({:?})", e.kind()))
-        })?;
+        let client = redis::Client::open(url)
+            .map_err(|e| StoreError::backend(BACKEND, format!("invalid redis url ({:?})", e.kind())))?;
         let conn = client.get_multiplexed_async_connection().await.map_err(redis_err)?;
         Ok(RedisStore {
             conn,
@@ -87,8 +85,7 @@ impl RedisStore {
     }
 
     fn pin_member(key: &PinKey) -> String {
-        serde_json::to_string(&[key.upstream.as_str(), key.kind.as_str(), key.name.as_str()])
-            .unwrap_or_default()
+        serde_json::to_string(&[key.upstream.as_str(), key.kind.as_str(), key.name.as_str()]).unwrap_or_default()
     }
 
     fn pin_key(&self, key: &PinKey) -> String {
@@ -208,14 +205,9 @@ impl SessionStore for RedisStore {
             .map_err(redis_err)
     }
 
-    async fn get_session(
-        &self,
-        key: &SessionKey,
-        now: UnixMillis,
-    ) -> Result<Option<SessionRecord>, StoreError> {
+    async fn get_session(&self, key: &SessionKey, now: UnixMillis) -> Result<Option<SessionRecord>, StoreError> {
         let mut conn = self.conn.clone();
-        let h: HashMap<String, String> =
-            conn.hgetall(self.session_key(key)).await.map_err(redis_err)?;
+        let h: HashMap<String, String> = conn.hgetall(self.session_key(key)).await.map_err(redis_err)?;
         if h.is_empty() {
             return Ok(None);
         }
@@ -228,11 +220,7 @@ impl SessionStore for RedisStore {
         }
     }
 
-    async fn touch_session(
-        &self,
-        key: &SessionKey,
-        now: UnixMillis,
-    ) -> Result<Option<SessionRecord>, StoreError> {
+    async fn touch_session(&self, key: &SessionKey, now: UnixMillis) -> Result<Option<SessionRecord>, StoreError> {
         let mut conn = self.conn.clone();
         let h: HashMap<String, String> = self
             .scripts
@@ -262,11 +250,7 @@ impl SessionStore for RedisStore {
         Ok(n > 0)
     }
 
-    async fn session_owner(
-        &self,
-        session: &str,
-        now: UnixMillis,
-    ) -> Result<Option<String>, StoreError> {
+    async fn session_owner(&self, session: &str, now: UnixMillis) -> Result<Option<String>, StoreError> {
         let mut conn = self.conn.clone();
         let owner: Option<String> = conn.get(self.sid_key(session)).await.map_err(redis_err)?;
         let Some(owner) = owner else { return Ok(None) };
@@ -390,12 +374,7 @@ impl PinStore for RedisStore {
         Ok(out)
     }
 
-    async fn approve_pin(
-        &self,
-        key: &PinKey,
-        hash: &str,
-        now: UnixMillis,
-    ) -> Result<bool, StoreError> {
+    async fn approve_pin(&self, key: &PinKey, hash: &str, now: UnixMillis) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
         let n: i64 = self
             .scripts
@@ -411,14 +390,8 @@ impl PinStore for RedisStore {
 
     async fn revoke_pin(&self, key: &PinKey, now: UnixMillis) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
-        let n: i64 = self
-            .scripts
-            .revoke
-            .key(self.pin_key(key))
-            .arg(now.0)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(redis_err)?;
+        let n: i64 =
+            self.scripts.revoke.key(self.pin_key(key)).arg(now.0).invoke_async(&mut conn).await.map_err(redis_err)?;
         Ok(n == 1)
     }
 
@@ -571,8 +544,7 @@ impl ApiKeyStore for RedisStore {
 
     async fn get_api_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
         let mut conn = self.conn.clone();
-        let h: HashMap<String, String> =
-            conn.hgetall(self.api_key_key(key_id)).await.map_err(redis_err)?;
+        let h: HashMap<String, String> = conn.hgetall(self.api_key_key(key_id)).await.map_err(redis_err)?;
         if h.is_empty() {
             return Ok(None);
         }

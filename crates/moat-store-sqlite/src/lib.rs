@@ -30,9 +30,9 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 use moat_store::{
-    token_bucket_step, ApiKeyRecord, ApiKeyStore, AuditQuery, AuditRow, AuditStore, PinKey,
-    PinKind, PinRecord, PinState, PinStore, RateDecision, RateLimitStore, SealRow, SessionKey,
-    SessionRecord, SessionStore, Store, StoreError, UnixMillis,
+    token_bucket_step, ApiKeyRecord, ApiKeyStore, AuditQuery, AuditRow, AuditStore, PinKey, PinKind, PinRecord,
+    PinState, PinStore, RateDecision, RateLimitStore, SealRow, SessionKey, SessionRecord, SessionStore, Store,
+    StoreError, UnixMillis,
 };
 
 pub use migrations::SCHEMA_VERSION;
@@ -60,24 +60,20 @@ impl SqliteStore {
     /// [`StoreError::SchemaTooNew`] when a newer Moat wrote it.
     pub fn open(path: &Path, synchronous_full: bool) -> Result<Self, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                StoreError::backend(BACKEND, format!("cannot create `{}`: {e}", parent.display()))
-            })?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| StoreError::backend(BACKEND, format!("cannot create `{}`: {e}", parent.display())))?;
         }
         create_private_file(path)?;
-        let mut conn = Connection::open(path).map_err(|e| {
-            StoreError::backend(BACKEND, format!("cannot open `{}`: {e}", path.display()))
-        })?;
+        let mut conn = Connection::open(path)
+            .map_err(|e| StoreError::backend(BACKEND, format!("cannot open `{}`: {e}", path.display())))?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(sql_err)?;
         // journal_mode returns a row, so it cannot go through execute_batch.
-        let mode: String =
-            conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(sql_err)?;
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(sql_err)?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::backend(BACKEND, format!("cannot enable WAL mode (got `{mode}`)")));
         }
         let sync = if synchronous_full { "FULL" } else { "NORMAL" };
-        conn.execute_batch(&format!("PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON;"))
-            .map_err(sql_err)?;
+        conn.execute_batch(&format!("PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON;")).map_err(sql_err)?;
         migrations::migrate(&mut conn)?;
         Ok(SqliteStore { inner: Arc::new(Inner { conn: Mutex::new(conn), path: path.to_owned() }) })
     }
@@ -171,10 +167,7 @@ fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Result<SessionRecord, Sto
     }))
 }
 
-fn read_session(
-    conn: &Connection,
-    key: &SessionKey,
-) -> Result<Option<SessionRecord>, StoreError> {
+fn read_session(conn: &Connection, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
     conn.query_row(
         &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE principal = ?1 AND session = ?2"),
         params![key.principal, key.session],
@@ -213,11 +206,7 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    async fn get_session(
-        &self,
-        key: &SessionKey,
-        now: UnixMillis,
-    ) -> Result<Option<SessionRecord>, StoreError> {
+    async fn get_session(&self, key: &SessionKey, now: UnixMillis) -> Result<Option<SessionRecord>, StoreError> {
         let key = key.clone();
         self.run(move |conn| {
             let Some(r) = read_session(conn, &key)? else { return Ok(None) };
@@ -234,11 +223,7 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    async fn touch_session(
-        &self,
-        key: &SessionKey,
-        now: UnixMillis,
-    ) -> Result<Option<SessionRecord>, StoreError> {
+    async fn touch_session(&self, key: &SessionKey, now: UnixMillis) -> Result<Option<SessionRecord>, StoreError> {
         let key = key.clone();
         self.run(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_err)?;
@@ -279,11 +264,7 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    async fn session_owner(
-        &self,
-        session: &str,
-        now: UnixMillis,
-    ) -> Result<Option<String>, StoreError> {
+    async fn session_owner(&self, session: &str, now: UnixMillis) -> Result<Option<String>, StoreError> {
         let session = session.to_owned();
         self.run(move |conn| {
             conn.query_row(
@@ -299,9 +280,7 @@ impl SessionStore for SqliteStore {
 
     async fn purge_expired_sessions(&self, now: UnixMillis) -> Result<u64, StoreError> {
         self.run(move |conn| {
-            let n = conn
-                .execute("DELETE FROM sessions WHERE expires_at <= ?1", [now.0])
-                .map_err(sql_err)?;
+            let n = conn.execute("DELETE FROM sessions WHERE expires_at <= ?1", [now.0]).map_err(sql_err)?;
             Ok(n as u64)
         })
         .await
@@ -397,12 +376,7 @@ impl PinStore for SqliteStore {
         .await
     }
 
-    async fn approve_pin(
-        &self,
-        key: &PinKey,
-        hash: &str,
-        now: UnixMillis,
-    ) -> Result<bool, StoreError> {
+    async fn approve_pin(&self, key: &PinKey, hash: &str, now: UnixMillis) -> Result<bool, StoreError> {
         let key = key.clone();
         let hash = hash.to_owned();
         self.run(move |conn| {
@@ -531,9 +505,7 @@ impl ApiKeyStore for SqliteStore {
             );
             match result {
                 Ok(_) => Ok(()),
-                Err(rusqlite::Error::SqliteFailure(e, _))
-                    if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-                {
+                Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
                     Err(StoreError::Conflict { what: "api key", key: r.key_id })
                 }
                 Err(e) => Err(sql_err(e)),
@@ -545,23 +517,18 @@ impl ApiKeyStore for SqliteStore {
     async fn get_api_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
         let key_id = key_id.to_owned();
         self.run(move |conn| {
-            conn.query_row(
-                &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id = ?1"),
-                [key_id],
-                key_from_row,
-            )
-            .optional()
-            .map_err(sql_err)?
-            .transpose()
+            conn.query_row(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id = ?1"), [key_id], key_from_row)
+                .optional()
+                .map_err(sql_err)?
+                .transpose()
         })
         .await
     }
 
     async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
         self.run(move |conn| {
-            let mut stmt = conn
-                .prepare(&format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY key_id"))
-                .map_err(sql_err)?;
+            let mut stmt =
+                conn.prepare(&format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY key_id")).map_err(sql_err)?;
             let rows = stmt.query_map([], key_from_row).map_err(sql_err)?;
             let mut out = Vec::new();
             for row in rows {
@@ -630,11 +597,7 @@ fn limit_i64(limit: usize) -> i64 {
 
 #[async_trait]
 impl AuditStore for SqliteStore {
-    async fn append_audit(
-        &self,
-        rows: Vec<AuditRow>,
-        seals: Vec<SealRow>,
-    ) -> Result<(), StoreError> {
+    async fn append_audit(&self, rows: Vec<AuditRow>, seals: Vec<SealRow>) -> Result<(), StoreError> {
         self.run(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_err)?;
             {
@@ -656,9 +619,8 @@ impl AuditStore for SqliteStore {
                         ])
                         .map_err(sql_err)?;
                 }
-                let mut seal = tx
-                    .prepare_cached("INSERT INTO audit_seals (seq, body) VALUES (?1, ?2)")
-                    .map_err(sql_err)?;
+                let mut seal =
+                    tx.prepare_cached("INSERT INTO audit_seals (seq, body) VALUES (?1, ?2)").map_err(sql_err)?;
                 for s in &seals {
                     seal.execute(params![to_i64(s.seq, "sequence number")?, s.body]).map_err(sql_err)?;
                 }
@@ -682,11 +644,7 @@ impl AuditStore for SqliteStore {
         .await
     }
 
-    async fn audit_records(
-        &self,
-        after_seq: u64,
-        limit: usize,
-    ) -> Result<Vec<AuditRow>, StoreError> {
+    async fn audit_records(&self, after_seq: u64, limit: usize) -> Result<Vec<AuditRow>, StoreError> {
         self.run(move |conn| {
             let mut stmt = conn
                 .prepare_cached(&format!(

@@ -86,8 +86,7 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// [`StoreError::SchemaTooNew`] when a newer Moat wrote the file; a backend error when a
 /// step fails (the step is rolled back).
 pub fn migrate(conn: &mut Connection) -> Result<i64, StoreError> {
-    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        .map_err(sql_err)?;
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)").map_err(sql_err)?;
     let current: i64 = conn
         .query_row("SELECT max(version) FROM schema_version", [], |r| r.get::<_, Option<i64>>(0))
         .optional()
@@ -101,8 +100,7 @@ pub fn migrate(conn: &mut Connection) -> Result<i64, StoreError> {
         let version = index as i64 + 1;
         let tx = conn.transaction().map_err(sql_err)?;
         tx.execute_batch(sql).map_err(sql_err)?;
-        tx.execute("INSERT INTO schema_version (version) VALUES (?1)", [version])
-            .map_err(sql_err)?;
+        tx.execute("INSERT INTO schema_version (version) VALUES (?1)", [version]).map_err(sql_err)?;
         tx.commit().map_err(sql_err)?;
     }
     Ok(SCHEMA_VERSION)

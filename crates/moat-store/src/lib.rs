@@ -29,8 +29,8 @@ pub use error::StoreError;
 pub use memory::MemoryStore;
 pub use traits::{ApiKeyStore, AuditStore, PinStore, RateLimitStore, SessionStore, Store};
 pub use types::{
-    ApiKeyRecord, AuditQuery, AuditRow, PinKey, PinKind, PinRecord, PinState, RateDecision,
-    SealRow, SessionKey, SessionRecord, UnixMillis,
+    ApiKeyRecord, AuditQuery, AuditRow, PinKey, PinKind, PinRecord, PinState, RateDecision, SealRow, SessionKey,
+    SessionRecord, UnixMillis,
 };
 pub use url::StoreUrl;
 
@@ -57,11 +57,8 @@ pub fn token_bucket_step(
         let left = tokens - 1.0;
         (left, RateDecision { allowed: true, remaining: left.floor() as u32, retry_after_ms: 0 })
     } else {
-        let retry_after_ms = if refill_per_sec > 0.0 {
-            ((1.0 - tokens) / refill_per_sec * 1000.0).ceil() as u64
-        } else {
-            u64::MAX
-        };
+        let retry_after_ms =
+            if refill_per_sec > 0.0 { ((1.0 - tokens) / refill_per_sec * 1000.0).ceil() as u64 } else { u64::MAX };
         (tokens, RateDecision { allowed: false, remaining: 0, retry_after_ms })
     }
 }

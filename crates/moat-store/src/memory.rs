@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use crate::{
-    token_bucket_step, ApiKeyRecord, ApiKeyStore, AuditQuery, AuditRow, AuditStore, PinKey,
-    PinRecord, PinState, PinStore, RateDecision, RateLimitStore, SealRow, SessionKey,
-    SessionRecord, SessionStore, Store, StoreError, UnixMillis,
+    token_bucket_step, ApiKeyRecord, ApiKeyStore, AuditQuery, AuditRow, AuditStore, PinKey, PinRecord, PinState,
+    PinStore, RateDecision, RateLimitStore, SealRow, SessionKey, SessionRecord, SessionStore, Store, StoreError,
+    UnixMillis,
 };
 
 /// Every kind of state in process memory, behind one mutex per kind.
@@ -55,11 +55,7 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
-    async fn get_session(
-        &self,
-        key: &SessionKey,
-        now: UnixMillis,
-    ) -> Result<Option<SessionRecord>, StoreError> {
+    async fn get_session(&self, key: &SessionKey, now: UnixMillis) -> Result<Option<SessionRecord>, StoreError> {
         let mut sessions = lock(&self.inner.sessions)?;
         match sessions.get(key) {
             Some(r) if r.is_live(now) => Ok(Some(r.clone())),
@@ -71,11 +67,7 @@ impl SessionStore for MemoryStore {
         }
     }
 
-    async fn touch_session(
-        &self,
-        key: &SessionKey,
-        now: UnixMillis,
-    ) -> Result<Option<SessionRecord>, StoreError> {
+    async fn touch_session(&self, key: &SessionKey, now: UnixMillis) -> Result<Option<SessionRecord>, StoreError> {
         let mut sessions = lock(&self.inner.sessions)?;
         let Some(r) = sessions.get_mut(key) else { return Ok(None) };
         if !r.is_live(now) {
@@ -90,16 +82,9 @@ impl SessionStore for MemoryStore {
         Ok(lock(&self.inner.sessions)?.remove(key).is_some())
     }
 
-    async fn session_owner(
-        &self,
-        session: &str,
-        now: UnixMillis,
-    ) -> Result<Option<String>, StoreError> {
+    async fn session_owner(&self, session: &str, now: UnixMillis) -> Result<Option<String>, StoreError> {
         let sessions = lock(&self.inner.sessions)?;
-        Ok(sessions
-            .values()
-            .find(|r| r.session == session && r.is_live(now))
-            .map(|r| r.principal.clone()))
+        Ok(sessions.values().find(|r| r.session == session && r.is_live(now)).map(|r| r.principal.clone()))
     }
 
     async fn purge_expired_sessions(&self, now: UnixMillis) -> Result<u64, StoreError> {
@@ -122,19 +107,10 @@ impl PinStore for MemoryStore {
     }
 
     async fn list_pins(&self, upstream: Option<&str>) -> Result<Vec<PinRecord>, StoreError> {
-        Ok(lock(&self.inner.pins)?
-            .values()
-            .filter(|r| upstream.is_none_or(|u| r.key.upstream == u))
-            .cloned()
-            .collect())
+        Ok(lock(&self.inner.pins)?.values().filter(|r| upstream.is_none_or(|u| r.key.upstream == u)).cloned().collect())
     }
 
-    async fn approve_pin(
-        &self,
-        key: &PinKey,
-        hash: &str,
-        now: UnixMillis,
-    ) -> Result<bool, StoreError> {
+    async fn approve_pin(&self, key: &PinKey, hash: &str, now: UnixMillis) -> Result<bool, StoreError> {
         let mut pins = lock(&self.inner.pins)?;
         match pins.get_mut(key) {
             Some(r) if r.hash == hash => {
@@ -216,11 +192,7 @@ impl ApiKeyStore for MemoryStore {
 
 #[async_trait]
 impl AuditStore for MemoryStore {
-    async fn append_audit(
-        &self,
-        rows: Vec<AuditRow>,
-        seals: Vec<SealRow>,
-    ) -> Result<(), StoreError> {
+    async fn append_audit(&self, rows: Vec<AuditRow>, seals: Vec<SealRow>) -> Result<(), StoreError> {
         let mut audit = lock(&self.inner.audit)?;
         // Refuse the whole batch unless sequence numbers increase, as SQLite's primary key does.
         let mut last = audit.0.last().map_or(0, |r| r.seq);
@@ -239,11 +211,7 @@ impl AuditStore for MemoryStore {
         Ok(lock(&self.inner.audit)?.0.last().cloned())
     }
 
-    async fn audit_records(
-        &self,
-        after_seq: u64,
-        limit: usize,
-    ) -> Result<Vec<AuditRow>, StoreError> {
+    async fn audit_records(&self, after_seq: u64, limit: usize) -> Result<Vec<AuditRow>, StoreError> {
         let audit = lock(&self.inner.audit)?;
         Ok(audit.0.iter().filter(|r| r.seq > after_seq).take(no_limit_if_zero(limit)).cloned().collect())
     }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::{
-    ApiKeyRecord, AuditQuery, AuditRow, PinKey, PinRecord, RateDecision, SealRow, SessionKey,
-    SessionRecord, StoreError, UnixMillis,
+    ApiKeyRecord, AuditQuery, AuditRow, PinKey, PinRecord, RateDecision, SealRow, SessionKey, SessionRecord,
+    StoreError, UnixMillis,
 };
 
 /// Everything a backend stores.
@@ -28,30 +28,18 @@ pub trait SessionStore: Send + Sync {
 
     /// The session, if it exists and is live at `now`. An expired session is deleted and
     /// reads as absent.
-    async fn get_session(
-        &self,
-        key: &SessionKey,
-        now: UnixMillis,
-    ) -> Result<Option<SessionRecord>, StoreError>;
+    async fn get_session(&self, key: &SessionKey, now: UnixMillis) -> Result<Option<SessionRecord>, StoreError>;
 
     /// Marks the session used at `now` and returns it as updated; `None` (and nothing
     /// written) when it does not exist or has expired.
-    async fn touch_session(
-        &self,
-        key: &SessionKey,
-        now: UnixMillis,
-    ) -> Result<Option<SessionRecord>, StoreError>;
+    async fn touch_session(&self, key: &SessionKey, now: UnixMillis) -> Result<Option<SessionRecord>, StoreError>;
 
     /// Ends a session; whether there was one.
     async fn delete_session(&self, key: &SessionKey) -> Result<bool, StoreError>;
 
     /// Which principal owns a live session id, whoever asks. Used only to recognise a
     /// session id presented by another principal (a hijack attempt), never to grant access.
-    async fn session_owner(
-        &self,
-        session: &str,
-        now: UnixMillis,
-    ) -> Result<Option<String>, StoreError>;
+    async fn session_owner(&self, session: &str, now: UnixMillis) -> Result<Option<String>, StoreError>;
 
     /// Deletes every session expired at `now`; how many.
     async fn purge_expired_sessions(&self, now: UnixMillis) -> Result<u64, StoreError>;
@@ -72,12 +60,7 @@ pub trait PinStore: Send + Sync {
     /// Approves the pin's current definition, if its hash is still `hash` (so an operator
     /// never approves a definition that changed after they looked at it). Returns whether
     /// it was approved.
-    async fn approve_pin(
-        &self,
-        key: &PinKey,
-        hash: &str,
-        now: UnixMillis,
-    ) -> Result<bool, StoreError>;
+    async fn approve_pin(&self, key: &PinKey, hash: &str, now: UnixMillis) -> Result<bool, StoreError>;
 
     /// Withdraws trust: the pin becomes quarantined. Returns whether it existed.
     async fn revoke_pin(&self, key: &PinKey, now: UnixMillis) -> Result<bool, StoreError>;
@@ -123,15 +106,13 @@ pub trait AuditStore: Send + Sync {
     /// Appends records and seals in one transaction: all are durable when this returns,
     /// or none are written. Sequence numbers must increase; a batch that repeats one is
     /// refused whole.
-    async fn append_audit(&self, rows: Vec<AuditRow>, seals: Vec<SealRow>)
-        -> Result<(), StoreError>;
+    async fn append_audit(&self, rows: Vec<AuditRow>, seals: Vec<SealRow>) -> Result<(), StoreError>;
 
     /// The last record, if any.
     async fn audit_head(&self) -> Result<Option<AuditRow>, StoreError>;
 
     /// Records with `seq > after_seq`, oldest first, at most `limit` (0: all).
-    async fn audit_records(&self, after_seq: u64, limit: usize)
-        -> Result<Vec<AuditRow>, StoreError>;
+    async fn audit_records(&self, after_seq: u64, limit: usize) -> Result<Vec<AuditRow>, StoreError>;
 
     /// Seals with `seq > after_seq`, oldest first, at most `limit` (0: all).
     async fn audit_seals(&self, after_seq: u64, limit: usize) -> Result<Vec<SealRow>, StoreError>;

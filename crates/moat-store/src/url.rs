@@ -26,10 +26,7 @@ impl StoreUrl {
     /// # Errors
     /// [`StoreError::InvalidUrl`] when the scheme is unknown or the path is empty.
     pub fn parse(url: &str) -> Result<Self, StoreError> {
-        let invalid = |reason: &str| StoreError::InvalidUrl {
-            url: redact_url(url),
-            reason: reason.to_owned(),
-        };
+        let invalid = |reason: &str| StoreError::InvalidUrl { url: redact_url(url), reason: reason.to_owned() };
         if url == "memory" || url == "memory://" {
             return Ok(StoreUrl::Memory);
         }

@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use moat_audit::{AuditEvent, AuditLog, AuditLogConfig, AuditPrincipal, AuditSigner, AuditSink, Decision, JsonlSink, StoreSink};
+use moat_audit::{
+    AuditEvent, AuditLog, AuditLogConfig, AuditPrincipal, AuditSigner, AuditSink, Decision, JsonlSink, StoreSink,
+};
 
 fn moat(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_moat")).args(args).env("MOAT_LOG", "error").output().unwrap()
@@ -107,7 +109,10 @@ fn keygen_verify_and_read() {
     assert!(stdout(&out).contains("BROKEN at record 6"), "{}", stdout(&out));
 
     // Could not check: exit 2.
-    assert_eq!(moat(&["audit", "verify", "--file", file.to_str().unwrap(), "--public-key", "audit.pub"]).status.code(), Some(2));
+    assert_eq!(
+        moat(&["audit", "verify", "--file", file.to_str().unwrap(), "--public-key", "audit.pub"]).status.code(),
+        Some(2)
+    );
     assert_eq!(moat(&["audit", "verify", "--store", "sqlite:///nonexistent/moat.db"]).status.code(), Some(2));
     assert_eq!(moat(&["audit", "verify", "--file", "/nonexistent/audit.jsonl"]).status.code(), Some(2));
     let _ = std::fs::remove_dir_all(&dir);

@@ -54,10 +54,28 @@ impl Fixture {
         add.trusted_hash = Some(pin_hash(PinDomain::Tool, &add_v1()));
         fx.put(&[
             add,
-            record(DEMO, PinDomain::Tool, "echo", &json!({"name": "echo", "description": "Echoes text.", "icons": []}), PinState::Pinned),
-            record(DEMO, PinDomain::Prompt, "greet", &json!({"name": "greet", "description": "Greets."}), PinState::Approved),
+            record(
+                DEMO,
+                PinDomain::Tool,
+                "echo",
+                &json!({"name": "echo", "description": "Echoes text.", "icons": []}),
+                PinState::Pinned,
+            ),
+            record(
+                DEMO,
+                PinDomain::Prompt,
+                "greet",
+                &json!({"name": "greet", "description": "Greets."}),
+                PinState::Approved,
+            ),
             record(DEMO, PinDomain::Instructions, "", &json!("Use the tools with care."), PinState::Pinned),
-            record(FILES, PinDomain::Tool, "read", &json!({"name": "read", "description": "Reads a file."}), PinState::Quarantined),
+            record(
+                FILES,
+                PinDomain::Tool,
+                "read",
+                &json!({"name": "read", "description": "Reads a file."}),
+                PinState::Quarantined,
+            ),
         ]);
         fx
     }
@@ -210,7 +228,10 @@ fn diff_names_the_changed_field() {
     let rows: Vec<Value> = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(rows.len(), 2, "both quarantined pins: {rows:#?}");
     let add = rows.iter().find(|r| r["name"] == "add").unwrap();
-    assert_eq!(add["changes"], json!([{"pointer": "/description", "trusted": "Adds two numbers.", "current": add_v2()["description"]}]));
+    assert_eq!(
+        add["changes"],
+        json!([{"pointer": "/description", "trusted": "Adds two numbers.", "current": add_v2()["description"]}])
+    );
     let read = rows.iter().find(|r| r["name"] == "read").unwrap();
     assert_eq!(read["changes"], Value::Null, "nothing trusted to compare with");
     assert_eq!(read["definition"]["description"], "Reads a file.");
@@ -323,8 +344,14 @@ fn export_writes_pin_hashes_and_import_approves_what_matches() {
         }
     }
     assert_eq!(n, 4, "{text}");
-    assert_eq!(lock.expected_hash(DEMO, PinDomain::Tool, "echo"), Some(fx.get(DEMO, PinKind::Tool, "echo").hash.as_str()));
-    assert_eq!(lock.expected_hash(DEMO, PinDomain::Prompt, "greet"), Some(fx.get(DEMO, PinKind::Prompt, "greet").hash.as_str()));
+    assert_eq!(
+        lock.expected_hash(DEMO, PinDomain::Tool, "echo"),
+        Some(fx.get(DEMO, PinKind::Tool, "echo").hash.as_str())
+    );
+    assert_eq!(
+        lock.expected_hash(DEMO, PinDomain::Prompt, "greet"),
+        Some(fx.get(DEMO, PinKind::Prompt, "greet").hash.as_str())
+    );
     assert!(lock.expected_hash(DEMO, PinDomain::Instructions, "").is_some());
     // The quarantined `add` is exported as its trusted (v1) definition; `read` was never trusted.
     let v1 = pin_hash(PinDomain::Tool, &add_v1());
@@ -337,7 +364,14 @@ fn export_writes_pin_hashes_and_import_approves_what_matches() {
     let out = fx.pins(&["import", "--lock", lock_path.to_str().unwrap()]);
     assert_eq!(code(&out), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("approved tool `echo` of upstream `demo`"), "{}", stdout(&out));
-    assert!(stderr(&out).contains(&format!("not approved: tool `add` of upstream `demo` has hash `{}`", pin_hash(PinDomain::Tool, &add_v2()))), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "not approved: tool `add` of upstream `demo` has hash `{}`",
+            pin_hash(PinDomain::Tool, &add_v2())
+        )),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(fx.get(DEMO, PinKind::Tool, "echo").state, PinState::Approved);
     assert_eq!(fx.get(DEMO, PinKind::Tool, "add").state, PinState::Quarantined);
 

@@ -5,11 +5,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 fn moat(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_moat"))
-        .args(args)
-        .env("MOAT_LOG", "error")
-        .output()
-        .unwrap()
+    Command::new(env!("CARGO_BIN_EXE_moat")).args(args).env("MOAT_LOG", "error").output().unwrap()
 }
 
 #[test]

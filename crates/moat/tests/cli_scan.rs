@@ -43,8 +43,20 @@ fn list_prints_the_inventory_without_checking_anything() {
         assert!(header.contains(col), "{header}");
     }
     for client in [
-        "Claude Desktop", "Claude Code", "Cursor", "VS Code", "Windsurf", "Gemini CLI", "Codex", "Zed", "Cline",
-        "Continue", "Kiro", "Amazon Q", "Copilot CLI", "OpenCode",
+        "Claude Desktop",
+        "Claude Code",
+        "Cursor",
+        "VS Code",
+        "Windsurf",
+        "Gemini CLI",
+        "Codex",
+        "Zed",
+        "Cline",
+        "Continue",
+        "Kiro",
+        "Amazon Q",
+        "Copilot CLI",
+        "OpenCode",
     ] {
         assert!(text.lines().any(|l| l.starts_with(client)), "{client} missing:\n{text}");
     }
@@ -151,7 +163,11 @@ fn live_scan_of_the_demo_server_finds_its_poisoned_tools_and_pins_them() {
     let fx = FixtureHome::create("cli-demo").unwrap();
     let config = fx.root.join("mcp.json");
     let bin = env!("CARGO_BIN_EXE_moat");
-    std::fs::write(&config, serde_json::json!({"mcpServers": {"demo": {"command": bin, "args": ["demo-server"]}}}).to_string()).unwrap();
+    std::fs::write(
+        &config,
+        serde_json::json!({"mcpServers": {"demo": {"command": bin, "args": ["demo-server"]}}}).to_string(),
+    )
+    .unwrap();
 
     let (code, report, stderr) = live_scan(&config, &["--write-pins"]);
     let live = &report["servers"][0]["live"];
@@ -231,7 +247,8 @@ fn live_scan_over_streamable_http() {
     let url = format!("http://{addr}/mcp");
     std::fs::write(
         &config,
-        serde_json::json!({"mcpServers": {"demo-http": {"type": "http", "url": url, "headers": {"X-Moat-Test": "1"}}}}).to_string(),
+        serde_json::json!({"mcpServers": {"demo-http": {"type": "http", "url": url, "headers": {"X-Moat-Test": "1"}}}})
+            .to_string(),
     )
     .unwrap();
     let (_, report, stderr) = live_scan(&config, &[]);

@@ -70,15 +70,19 @@ impl HttpFront {
             let body = Bytes::from(meta.to_json());
             for path in [paths.path_inserted.clone(), paths.root.clone()] {
                 let b = body.clone();
-                app = app.route(&path, axum::routing::get(move || {
-                    let b = b.clone();
-                    async move { json_response(StatusCode::OK, b, None) }
-                }));
+                app = app.route(
+                    &path,
+                    axum::routing::get(move || {
+                        let b = b.clone();
+                        async move { json_response(StatusCode::OK, b, None) }
+                    }),
+                );
             }
         }
-        app
-            .fallback(|| async { http_error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, "no MCP endpoint at this path") })
-            .with_state(self.clone())
+        app.fallback(|| async {
+            http_error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, "no MCP endpoint at this path")
+        })
+        .with_state(self.clone())
     }
 
     /// DNS-rebinding defence: a browser page on another site must not reach a gateway on
@@ -90,7 +94,11 @@ impl HttpFront {
                 || self.allowed_hosts.iter().any(|h| *h == name)
                 || (!self.loopback && self.allowed_hosts.is_empty());
             if !ok {
-                return Err(http_error(StatusCode::FORBIDDEN, code::INVALID_REQUEST, &format!("host `{host}` is not allowed")));
+                return Err(http_error(
+                    StatusCode::FORBIDDEN,
+                    code::INVALID_REQUEST,
+                    &format!("host `{host}` is not allowed"),
+                ));
             }
         }
         let Some(origin) = headers.get(header::ORIGIN) else { return Ok(()) };
@@ -122,7 +130,11 @@ impl HttpFront {
 
     fn session(&self, principal: &moat_auth::Principal, headers: &HeaderMap) -> Result<Arc<Session>, Response> {
         let Some(id) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
-            return Err(http_error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, "missing `Mcp-Session-Id` header; send `initialize` first"));
+            return Err(http_error(
+                StatusCode::BAD_REQUEST,
+                code::INVALID_REQUEST,
+                "missing `Mcp-Session-Id` header; send `initialize` first",
+            ));
         };
         match self.router.sessions.get(&principal.key(), id) {
             Lookup::Found(s) => Ok(s),
@@ -144,7 +156,11 @@ impl HttpFront {
         };
         let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
         if !ctype.to_ascii_lowercase().starts_with("application/json") {
-            return http_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, code::INVALID_REQUEST, "`Content-Type` must be `application/json`");
+            return http_error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                code::INVALID_REQUEST,
+                "`Content-Type` must be `application/json`",
+            );
         }
         let bytes = match read_body(body, self.limits.max_bytes, &headers).await {
             Ok(b) => b,
@@ -153,7 +169,8 @@ impl HttpFront {
         let msg = match Message::parse(bytes, &self.limits) {
             Ok(m) => m,
             Err(e) => {
-                let status = if e.code() == code::TOO_LARGE { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
+                let status =
+                    if e.code() == code::TOO_LARGE { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
                 tracing::info!(error = %e, "refused a malformed message");
                 return http_error(status, e.code(), &e.to_string());
             }
@@ -161,8 +178,15 @@ impl HttpFront {
         let method = msg.method().unwrap_or_default();
         // The stateless revision's probe comes before any session and with that revision's
         // version header: answer it so the client falls back to `initialize`.
-        if msg.is_request() && method == moat_mcp::version::newer::SERVER_DISCOVER && !headers.contains_key(SESSION_HEADER) {
-            return json_response(StatusCode::OK, server_discover_unsupported(msg.id().unwrap_or(&moat_mcp::Id::num(0))), None);
+        if msg.is_request()
+            && method == moat_mcp::version::newer::SERVER_DISCOVER
+            && !headers.contains_key(SESSION_HEADER)
+        {
+            return json_response(
+                StatusCode::OK,
+                server_discover_unsupported(msg.id().unwrap_or(&moat_mcp::Id::num(0))),
+                None,
+            );
         }
         if let Some(v) = headers.get(VERSION_HEADER) {
             let v = v.to_str().unwrap_or_default();
@@ -206,7 +230,13 @@ impl HttpFront {
                 // stream only when the server has something to say first.
                 loop {
                     match rx.recv().await {
-                        None => return http_error(StatusCode::INTERNAL_SERVER_ERROR, code::INTERNAL_ERROR, "the request was dropped"),
+                        None => {
+                            return http_error(
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                code::INTERNAL_ERROR,
+                                "the request was dropped",
+                            )
+                        }
                         Some(StreamItem::Final(b)) => return json_response(StatusCode::OK, b, None),
                         Some(StreamItem::Related(b)) if accepts_sse => return sse_response(call_stream(b, rx)),
                         Some(StreamItem::Related(b)) => session.push(b),
@@ -225,7 +255,11 @@ impl HttpFront {
             Err(r) => return r,
         };
         if !accepts(&headers, "text/event-stream") {
-            return http_error(StatusCode::NOT_ACCEPTABLE, code::INVALID_REQUEST, "GET opens an event stream; `Accept` must include `text/event-stream`");
+            return http_error(
+                StatusCode::NOT_ACCEPTABLE,
+                code::INVALID_REQUEST,
+                "GET opens an event stream; `Accept` must include `text/event-stream`",
+            );
         }
         let session = match self.session(&principal, &headers) {
             Ok(s) => s,
@@ -258,7 +292,11 @@ async fn endpoint(State(front): State<Arc<HttpFront>>, method: Method, headers: 
         Method::GET => front.get(headers).await,
         Method::DELETE => front.delete(headers).await,
         _ => {
-            let mut r = http_error(StatusCode::METHOD_NOT_ALLOWED, code::INVALID_REQUEST, &format!("method {method} is not allowed"));
+            let mut r = http_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                code::INVALID_REQUEST,
+                &format!("method {method} is not allowed"),
+            );
             r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
             r
         }
@@ -266,17 +304,32 @@ async fn endpoint(State(front): State<Arc<HttpFront>>, method: Method, headers: 
 }
 
 async fn read_body(body: Body, limit: usize, headers: &HeaderMap) -> Result<Bytes, Response> {
-    let too_large = || http_error(StatusCode::PAYLOAD_TOO_LARGE, code::TOO_LARGE, &format!("request body is over the limit of {limit} bytes"));
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    let too_large = || {
+        http_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            code::TOO_LARGE,
+            &format!("request body is over the limit of {limit} bytes"),
+        )
+    };
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
     let limited = http_body_util::Limited::new(body, limit);
     match tokio::time::timeout(BODY_TIMEOUT, limited.collect()).await {
-        Err(_) => Err(http_error(StatusCode::REQUEST_TIMEOUT, code::INVALID_REQUEST, "the request body did not arrive in time")),
+        Err(_) => Err(http_error(
+            StatusCode::REQUEST_TIMEOUT,
+            code::INVALID_REQUEST,
+            "the request body did not arrive in time",
+        )),
         Ok(Ok(c)) => Ok(c.to_bytes()),
         Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
-        Ok(Err(e)) => Err(http_error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, &format!("cannot read the request body: {e}"))),
+        Ok(Err(e)) => Err(http_error(
+            StatusCode::BAD_REQUEST,
+            code::INVALID_REQUEST,
+            &format!("cannot read the request body: {e}"),
+        )),
     }
 }
 
@@ -303,7 +356,10 @@ fn host_of_origin(origin: &str) -> Option<String> {
 }
 
 fn is_loopback_name(host: &str) -> bool {
-    host == "localhost" || host.ends_with(".localhost") || host == "::1" || host.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host == "::1"
+        || host.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn json_response(status: StatusCode, body: Bytes, extra: Option<(&'static str, HeaderValue)>) -> Response {
@@ -322,7 +378,11 @@ pub fn http_error(status: StatusCode, c: i64, message: &str) -> Response {
 }
 
 fn session_not_found() -> Response {
-    http_error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, "session not found or expired; send `initialize` to start a new one")
+    http_error(
+        StatusCode::NOT_FOUND,
+        code::INVALID_REQUEST,
+        "session not found or expired; send `initialize` to start a new one",
+    )
 }
 
 fn sse_response(stream: impl futures_util::Stream<Item = Result<Bytes, Infallible>> + Send + 'static) -> Response {
@@ -334,7 +394,10 @@ fn sse_response(stream: impl futures_util::Stream<Item = Result<Bytes, Infallibl
 }
 
 /// A POST's event stream: the first related message, the rest, then the response.
-fn call_stream(first: Bytes, rx: mpsc::Receiver<StreamItem>) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> {
+fn call_stream(
+    first: Bytes,
+    rx: mpsc::Receiver<StreamItem>,
+) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> {
     futures_util::stream::unfold((Some(first), Some(rx)), |(first, rx)| async move {
         if let Some(b) = first {
             return Some((Ok(sse::encode(None, Some("message"), &b)), (None, rx)));
@@ -393,7 +456,9 @@ pub async fn serve(
         tokio::spawn(async move {
             let result = match tls {
                 Some(acceptor) => match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
-                    Ok(Ok(tls_stream)) => builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), service).await,
+                    Ok(Ok(tls_stream)) => {
+                        builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), service).await
+                    }
                     Ok(Err(e)) => {
                         tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
                         return;

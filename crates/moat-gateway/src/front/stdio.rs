@@ -22,7 +22,10 @@ pub async fn serve(router: Arc<Router>, limits: Limits) -> std::io::Result<()> {
     let writer = tokio::spawn(async move {
         let mut stdout = tokio::io::stdout();
         while let Some(b) = out_rx.recv().await {
-            if stdout.write_all(&b).await.is_err() || stdout.write_all(b"\n").await.is_err() || stdout.flush().await.is_err() {
+            if stdout.write_all(&b).await.is_err()
+                || stdout.write_all(b"\n").await.is_err()
+                || stdout.flush().await.is_err()
+            {
                 break;
             }
         }
@@ -49,7 +52,14 @@ pub async fn serve(router: Arc<Router>, limits: Limits) -> std::io::Result<()> {
         }
         if line.last() != Some(&b'\n') && line.len() > limits.max_bytes {
             // Over the limit: say so, then skip the rest of the line.
-            let _ = out_tx.send(jsonrpc::error_response(None, jsonrpc::code::TOO_LARGE, &format!("message is over the limit of {} bytes", limits.max_bytes), None)).await;
+            let _ = out_tx
+                .send(jsonrpc::error_response(
+                    None,
+                    jsonrpc::code::TOO_LARGE,
+                    &format!("message is over the limit of {} bytes", limits.max_bytes),
+                    None,
+                ))
+                .await;
             let mut sink = Vec::new();
             reader.read_until(b'\n', &mut sink).await?;
             continue;

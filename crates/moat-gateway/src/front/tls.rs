@@ -17,7 +17,10 @@ const RELOAD_CHECK: Duration = Duration::from_secs(10);
 pub struct TlsAcceptor(tokio_rustls::TlsAcceptor);
 
 impl TlsAcceptor {
-    pub async fn accept(&self, stream: tokio::net::TcpStream) -> std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    pub async fn accept(
+        &self,
+        stream: tokio::net::TcpStream,
+    ) -> std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
         self.0.accept(stream).await
     }
 }
@@ -60,7 +63,8 @@ fn load(cert: &SecretRef, key: &SecretRef, base: &Path) -> Result<CertifiedKey, 
     let der = rustls_pemfile::private_key(&mut key_pem.expose())
         .map_err(|e| TlsError::Key(key.to_string(), e.to_string()))?
         .ok_or_else(|| TlsError::Key(key.to_string(), "no PEM private key in it".into()))?;
-    let signing = provider().key_provider.load_private_key(der).map_err(|e| TlsError::Key(key.to_string(), e.to_string()))?;
+    let signing =
+        provider().key_provider.load_private_key(der).map_err(|e| TlsError::Key(key.to_string(), e.to_string()))?;
     let ck = CertifiedKey::new(certs, signing);
     // A reload that catches the certificate and key half-written must not serve a mismatched
     // pair: keep the old one until both match.

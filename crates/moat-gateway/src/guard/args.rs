@@ -20,17 +20,48 @@ use super::Denial;
 
 /// Paths no argument may name (`~` is the gateway user's home).
 const SENSITIVE_PATHS: &[&str] = &[
-    "~/.ssh", "~/.aws", "~/.gnupg", "~/.kube", "~/.docker/config.json", "~/.netrc", "~/.git-credentials",
-    "~/.config/gcloud", "~/.azure", "~/.npmrc", "~/.pypirc", "~/.bash_history", "~/.zsh_history",
-    "/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/etc/ssh", "/root", "/proc/self/environ", "/proc/1/environ",
+    "~/.ssh",
+    "~/.aws",
+    "~/.gnupg",
+    "~/.kube",
+    "~/.docker/config.json",
+    "~/.netrc",
+    "~/.git-credentials",
+    "~/.config/gcloud",
+    "~/.azure",
+    "~/.npmrc",
+    "~/.pypirc",
+    "~/.bash_history",
+    "~/.zsh_history",
+    "/etc/shadow",
+    "/etc/gshadow",
+    "/etc/sudoers",
+    "/etc/ssh",
+    "/root",
+    "/proc/self/environ",
+    "/proc/1/environ",
 ];
 /// File names no argument may name, wherever they are.
 const SENSITIVE_NAMES: &[&str] = &[".env", "id_rsa", "id_ed25519", "id_ecdsa", "id_dsa", ".pgpass", "credentials.json"];
 /// Argument names that hold paths.
-const PATH_KEYS: &[&str] = &["path", "file", "filename", "dir", "directory", "folder", "root", "source", "destination", "target", "dest", "src"];
+const PATH_KEYS: &[&str] = &[
+    "path",
+    "file",
+    "filename",
+    "dir",
+    "directory",
+    "folder",
+    "root",
+    "source",
+    "destination",
+    "target",
+    "dest",
+    "src",
+];
 /// Argument names that hold URLs.
 const URL_KEYS: &[&str] = &["url", "uri", "endpoint", "href", "link", "webhook"];
-const SHELL_META: &[char] = &[';', '|', '&', '$', '`', '>', '<', '\n', '\r', '(', ')', '{', '}', '\\', '!', '*', '?', '~'];
+const SHELL_META: &[char] =
+    &[';', '|', '&', '$', '`', '>', '<', '\n', '\r', '(', ')', '{', '}', '\\', '!', '*', '?', '~'];
 const SQL_WRITES: &[&str] = &[
     "insert", "update", "delete", "drop", "alter", "create", "truncate", "grant", "revoke", "attach", "detach",
     "pragma", "replace", "merge", "copy", "vacuum", "call", "exec", "execute",
@@ -55,7 +86,12 @@ impl ArgumentGuard {
     }
 
     /// Checks one call's arguments. `tool` is the public name.
-    pub async fn check(&self, tool: &str, schema: Option<&Result<Arc<jsonschema::Validator>, String>>, arguments: &Value) -> Result<Vec<String>, Denial> {
+    pub async fn check(
+        &self,
+        tool: &str,
+        schema: Option<&Result<Arc<jsonschema::Validator>, String>>,
+        arguments: &Value,
+    ) -> Result<Vec<String>, Denial> {
         let mut flagged = Vec::new();
         if !self.config.enabled {
             return Ok(flagged);
@@ -63,18 +99,32 @@ impl ArgumentGuard {
         if self.config.validate_schema {
             match schema {
                 Some(Ok(v)) => {
-                    let errors: Vec<String> = v.iter_errors(arguments).take(3).map(|e| {
-                        let at = e.instance_path.to_string();
-                        if at.is_empty() { e.to_string() } else { format!("{at}: {e}") }
-                    }).collect();
+                    let errors: Vec<String> = v
+                        .iter_errors(arguments)
+                        .take(3)
+                        .map(|e| {
+                            let at = e.instance_path.to_string();
+                            if at.is_empty() {
+                                e.to_string()
+                            } else {
+                                format!("{at}: {e}")
+                            }
+                        })
+                        .collect();
                     if !errors.is_empty() {
-                        return Err(Denial::new(code::INVALID_PARAMS, format!("arguments do not match the tool's input schema: {}", errors.join("; ")))
-                            .with_rules(vec!["MOAT-ARG-001".into()]));
+                        return Err(Denial::new(
+                            code::INVALID_PARAMS,
+                            format!("arguments do not match the tool's input schema: {}", errors.join("; ")),
+                        )
+                        .with_rules(vec!["MOAT-ARG-001".into()]));
                     }
                 }
                 Some(Err(e)) => {
-                    return Err(Denial::new(code::INVALID_PARAMS, format!("the tool's input schema is invalid, so its arguments cannot be checked: {e}"))
-                        .with_rules(vec!["MOAT-ARG-001".into()]));
+                    return Err(Denial::new(
+                        code::INVALID_PARAMS,
+                        format!("the tool's input schema is invalid, so its arguments cannot be checked: {e}"),
+                    )
+                    .with_rules(vec!["MOAT-ARG-001".into()]));
                 }
                 None => {}
             }
@@ -97,19 +147,30 @@ impl ArgumentGuard {
             }
             if shell {
                 if let Some(c) = value.chars().find(|c| SHELL_META.contains(c)) {
-                    return Err(Denial::new(code::INVALID_PARAMS, format!("argument `{pointer}` contains the shell metacharacter `{}`", c.escape_default()))
-                        .with_rules(vec!["MOAT-ARG-004".into()]));
+                    return Err(Denial::new(
+                        code::INVALID_PARAMS,
+                        format!("argument `{pointer}` contains the shell metacharacter `{}`", c.escape_default()),
+                    )
+                    .with_rules(vec!["MOAT-ARG-004".into()]));
                 }
             }
             if sql {
                 check_sql(&pointer, value)?;
             }
-            let secrets: Vec<String> =
-                self.detector.scan_text(value).into_iter().filter(|f| f.rule.starts_with("MOAT-SEC-")).map(|f| f.rule).collect();
+            let secrets: Vec<String> = self
+                .detector
+                .scan_text(value)
+                .into_iter()
+                .filter(|f| f.rule.starts_with("MOAT-SEC-"))
+                .map(|f| f.rule)
+                .collect();
             if !secrets.is_empty() {
                 if self.config.secrets == SecretAction::Block {
-                    return Err(Denial::new(code::INVALID_PARAMS, format!("argument `{pointer}` contains a secret ({})", secrets.join(", ")))
-                        .with_rules(secrets));
+                    return Err(Denial::new(
+                        code::INVALID_PARAMS,
+                        format!("argument `{pointer}` contains a secret ({})", secrets.join(", ")),
+                    )
+                    .with_rules(secrets));
                 }
                 flagged.extend(secrets);
             }
@@ -133,15 +194,21 @@ impl ArgumentGuard {
             return deny(format!("argument `{pointer}` escapes its directory with `..`"));
         }
         let normal = normalize(&path);
-        for s in SENSITIVE_PATHS.iter().map(|s| self.expand(s)).chain(self.config.deny_paths.iter().map(|s| self.expand(s))) {
+        for s in
+            SENSITIVE_PATHS.iter().map(|s| self.expand(s)).chain(self.config.deny_paths.iter().map(|s| self.expand(s)))
+        {
             if normal.starts_with(&s) {
                 return deny(format!("argument `{pointer}` names a sensitive path (`{}`)", s.display()));
             }
         }
-        if let Some(name) = normal.components().filter_map(|c| match c {
-            Component::Normal(n) => n.to_str(),
-            _ => None,
-        }).find(|n| SENSITIVE_NAMES.iter().any(|s| n == s || (*s == ".env" && n.starts_with(".env.")))) {
+        if let Some(name) = normal
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => n.to_str(),
+                _ => None,
+            })
+            .find(|n| SENSITIVE_NAMES.iter().any(|s| n == s || (*s == ".env" && n.starts_with(".env."))))
+        {
             return deny(format!("argument `{pointer}` names a sensitive file (`{name}`)"));
         }
         if !roots.is_empty() && normal.is_absolute() && !roots.iter().any(|r| normal.starts_with(normalize(r))) {
@@ -167,17 +234,29 @@ impl ArgumentGuard {
         if host_l.is_empty() {
             return deny(format!("argument `{pointer}` is a URL without a host"));
         }
-        if host_l == "localhost" || host_l.ends_with(".localhost") || host_l == "metadata.google.internal" || host_l.ends_with(".internal") {
+        if host_l == "localhost"
+            || host_l.ends_with(".localhost")
+            || host_l == "metadata.google.internal"
+            || host_l.ends_with(".internal")
+        {
             return deny(format!("argument `{pointer}` points at an internal host (`{host}`)"));
         }
         let addrs: Vec<IpAddr> = match host.parse::<IpAddr>() {
             Ok(ip) => vec![ip],
-            Err(_) => match tokio::time::timeout(std::time::Duration::from_secs(3), tokio::net::lookup_host((host, port))).await {
-                Ok(Ok(it)) => it.map(|a| a.ip()).collect(),
-                // A name that does not resolve reaches nothing internal through the upstream
-                // either, unless its resolver differs; fail closed.
-                _ => return deny(format!("argument `{pointer}`: host `{host}` does not resolve, so it cannot be checked")),
-            },
+            Err(_) => {
+                match tokio::time::timeout(std::time::Duration::from_secs(3), tokio::net::lookup_host((host, port)))
+                    .await
+                {
+                    Ok(Ok(it)) => it.map(|a| a.ip()).collect(),
+                    // A name that does not resolve reaches nothing internal through the upstream
+                    // either, unless its resolver differs; fail closed.
+                    _ => {
+                        return deny(format!(
+                            "argument `{pointer}`: host `{host}` does not resolve, so it cannot be checked"
+                        ))
+                    }
+                }
+            }
         };
         if let Some(ip) = addrs.iter().find(|ip| is_internal(ip)) {
             return deny(format!("argument `{pointer}` points at the internal address {ip} (SSRF)"));
@@ -202,15 +281,25 @@ pub fn is_internal(ip: &IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
             let o = v4.octets();
-            v4.is_private() || v4.is_loopback() || v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast()
-                || v4.is_multicast() || o[0] == 0 || (o[0] == 100 && (64..128).contains(&o[1]))
+            v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || o[0] == 0
+                || (o[0] == 100 && (64..128).contains(&o[1]))
         }
         IpAddr::V6(v6) => {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_internal(&IpAddr::V4(v4));
             }
             let s = v6.segments();
-            v6.is_loopback() || v6.is_unspecified() || v6.is_multicast() || (s[0] & 0xfe00) == 0xfc00 || (s[0] & 0xffc0) == 0xfe80
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
         }
     }
 }
@@ -230,13 +319,22 @@ fn normalize(p: &Path) -> PathBuf {
 }
 
 fn is_path_like(key: &str, value: &str) -> bool {
-    PATH_KEYS.iter().any(|k| key == *k || key.ends_with(&format!("_{k}")) || key.ends_with(k) && key.len() <= k.len() + 6)
-        || value.starts_with('/') || value.starts_with("~/") || value.starts_with("./") || value.starts_with("../")
+    PATH_KEYS
+        .iter()
+        .any(|k| key == *k || key.ends_with(&format!("_{k}")) || key.ends_with(k) && key.len() <= k.len() + 6)
+        || value.starts_with('/')
+        || value.starts_with("~/")
+        || value.starts_with("./")
+        || value.starts_with("../")
         || value.starts_with("file://")
 }
 
 fn is_url_like(key: &str, value: &str) -> bool {
-    value.contains("://") && (URL_KEYS.iter().any(|k| key.contains(k)) || value.starts_with("http://") || value.starts_with("https://") || !value.contains(' '))
+    value.contains("://")
+        && (URL_KEYS.iter().any(|k| key.contains(k))
+            || value.starts_with("http://")
+            || value.starts_with("https://")
+            || !value.contains(' '))
 }
 
 fn check_sql(pointer: &str, value: &str) -> Result<(), Denial> {
@@ -282,7 +380,20 @@ mod tests {
     use super::*;
 
     fn guard() -> ArgumentGuard {
-        ArgumentGuard::new(ArgumentsGuard::default(), vec![ToolRule { pattern: "sh".into(), allowed_roots: vec![], shell: true, sql: false, output: None }, ToolRule { pattern: "db".into(), allowed_roots: vec!["/srv".into()], shell: false, sql: true, output: None }], Detector::builtin().unwrap())
+        ArgumentGuard::new(
+            ArgumentsGuard::default(),
+            vec![
+                ToolRule { pattern: "sh".into(), allowed_roots: vec![], shell: true, sql: false, output: None },
+                ToolRule {
+                    pattern: "db".into(),
+                    allowed_roots: vec!["/srv".into()],
+                    shell: false,
+                    sql: true,
+                    output: None,
+                },
+            ],
+            Detector::builtin().unwrap(),
+        )
     }
 
     #[tokio::test]

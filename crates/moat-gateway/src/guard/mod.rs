@@ -72,15 +72,26 @@ impl std::fmt::Debug for Guards {
 
 impl Guards {
     /// Whether the session's principal may act on a resource (Cedar; fail closed).
-    pub fn authorize(&self, session: &crate::session::Session, action: moat_auth::policy::Action, resource: &moat_auth::policy::Resource<'_>, arguments: Option<&Value>) -> Result<(), Denial> {
-        let ctx = moat_auth::policy::Context { arguments: arguments.and_then(Value::as_object), time: std::time::SystemTime::now(), source_ip: None };
+    pub fn authorize(
+        &self,
+        session: &crate::session::Session,
+        action: moat_auth::policy::Action,
+        resource: &moat_auth::policy::Resource<'_>,
+        arguments: Option<&Value>,
+    ) -> Result<(), Denial> {
+        let ctx = moat_auth::policy::Context {
+            arguments: arguments.and_then(Value::as_object),
+            time: std::time::SystemTime::now(),
+            source_ip: None,
+        };
         match self.authz.is_authorized(&session.identity, action, resource, &ctx) {
             moat_auth::policy::Decision::Allow { .. } => Ok(()),
             moat_auth::policy::Decision::Deny { reasons, errors } => {
                 if !errors.is_empty() {
                     tracing::warn!(errors = ?errors, "policy evaluation failed; denied");
                 }
-                Err(Denial::new(moat_mcp::jsonrpc::code::DENIED, "denied by policy").with_rules(reasons.into_iter().map(|r| format!("policy:{r}")).collect()))
+                Err(Denial::new(moat_mcp::jsonrpc::code::DENIED, "denied by policy")
+                    .with_rules(reasons.into_iter().map(|r| format!("policy:{r}")).collect()))
             }
         }
     }

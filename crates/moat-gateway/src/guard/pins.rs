@@ -78,7 +78,14 @@ pub struct PinGuard {
 
 impl PinGuard {
     pub fn new(store: Arc<dyn Store>, detector: Detector, config: ToolMetadataGuard, lock: Option<LockFile>) -> Self {
-        PinGuard { store, detector, config, quarantined: Mutex::new(HashMap::new()), instructions_ok: Mutex::new(HashMap::new()), lock }
+        PinGuard {
+            store,
+            detector,
+            config,
+            quarantined: Mutex::new(HashMap::new()),
+            instructions_ok: Mutex::new(HashMap::new()),
+            lock,
+        }
     }
 
     /// With a lock file, a definition must be in it with this very hash.
@@ -87,7 +94,9 @@ impl PinGuard {
         match lock.expected_hash(identity, domain, name) {
             Some(h) if h == hash => None,
             Some(_) => Some(Quarantine {
-                reason: "its definition differs from the one in the enforced lock file; re-export the lock after review".into(),
+                reason:
+                    "its definition differs from the one in the enforced lock file; re-export the lock after review"
+                        .into(),
                 rules: vec!["MOAT-PIN-003".into()],
             }),
             None => Some(Quarantine {
@@ -98,7 +107,14 @@ impl PinGuard {
     }
 
     /// Pins every item of a list and returns the ones that may be served.
-    pub async fn filter(&self, identity: &str, upstream: &str, pinning: Pinning, kind: ListKindPin, items: Vec<Value>) -> Vec<Value> {
+    pub async fn filter(
+        &self,
+        identity: &str,
+        upstream: &str,
+        pinning: Pinning,
+        kind: ListKindPin,
+        items: Vec<Value>,
+    ) -> Vec<Value> {
         let mut served = Vec::with_capacity(items.len());
         for item in items {
             let Some(name) = item.get(kind.name_key()).and_then(Value::as_str).map(str::to_string) else { continue };
@@ -130,7 +146,14 @@ impl PinGuard {
         self.quarantined.lock().ok()?.get(&(upstream.to_string(), kind.noun(), name.to_string())).cloned()
     }
 
-    async fn check(&self, identity: &str, pinning: Pinning, kind: ListKindPin, name: &str, item: &Value) -> Result<(), Quarantine> {
+    async fn check(
+        &self,
+        identity: &str,
+        pinning: Pinning,
+        kind: ListKindPin,
+        name: &str,
+        item: &Value,
+    ) -> Result<(), Quarantine> {
         let domain = kind.domain();
         let hash = pin_hash(domain, item);
         if let Some(q) = self.lock_violation(identity, domain, name, &hash) {
@@ -142,7 +165,11 @@ impl PinGuard {
         let stored = self.store.get_pin(&key).await.map_err(|e| store_down(&e))?;
         let record = match stored {
             None => {
-                let state = if pinning == Pinning::RequireApproval || poisoned.is_some() { PinState::Quarantined } else { PinState::Pinned };
+                let state = if pinning == Pinning::RequireApproval || poisoned.is_some() {
+                    PinState::Quarantined
+                } else {
+                    PinState::Pinned
+                };
                 let rec = PinRecord {
                     key,
                     state,
@@ -159,10 +186,17 @@ impl PinGuard {
             Some(rec) if rec.hash == hash => rec,
             Some(rec) => {
                 let trusted = rec.state != PinState::Quarantined;
-                let (trusted_definition, trusted_hash) =
-                    if trusted { (Some(rec.definition.clone()), Some(rec.hash.clone())) } else { (rec.trusted_definition.clone(), rec.trusted_hash.clone()) };
+                let (trusted_definition, trusted_hash) = if trusted {
+                    (Some(rec.definition.clone()), Some(rec.hash.clone()))
+                } else {
+                    (rec.trusted_definition.clone(), rec.trusted_hash.clone())
+                };
                 // Back to exactly what was trusted: trusted again.
-                let state = if trusted_hash.as_deref() == Some(hash.as_str()) { PinState::Pinned } else { PinState::Quarantined };
+                let state = if trusted_hash.as_deref() == Some(hash.as_str()) {
+                    PinState::Pinned
+                } else {
+                    PinState::Quarantined
+                };
                 let restored = state == PinState::Pinned;
                 let rec = PinRecord {
                     key,
@@ -233,9 +267,15 @@ impl PinGuard {
         };
         let ok = match self.store.get_pin(&key).await {
             Err(_) => false,
-            Ok(Some(rec)) if rec.hash == hash => rec.state == PinState::Approved || (rec.state == PinState::Pinned && !poisoned),
+            Ok(Some(rec)) if rec.hash == hash => {
+                rec.state == PinState::Approved || (rec.state == PinState::Pinned && !poisoned)
+            }
             Ok(prev) => {
-                let state = if prev.is_some() || pinning == Pinning::RequireApproval || poisoned { PinState::Quarantined } else { PinState::Pinned };
+                let state = if prev.is_some() || pinning == Pinning::RequireApproval || poisoned {
+                    PinState::Quarantined
+                } else {
+                    PinState::Pinned
+                };
                 let rec = PinRecord {
                     key,
                     state,

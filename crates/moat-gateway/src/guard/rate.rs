@@ -47,7 +47,10 @@ impl RateGuard {
                 let secs = decision.retry_after_ms.div_ceil(1000);
                 let mut d = Denial::new(
                     code::RATE_LIMITED,
-                    format!("rate limit exceeded for this {scope} ({} requests per {}); retry after {secs} s", l.requests, l.per),
+                    format!(
+                        "rate limit exceeded for this {scope} ({} requests per {}); retry after {secs} s",
+                        l.requests, l.per
+                    ),
                 )
                 .with_rules(vec!["MOAT-RATE-001".into()]);
                 d.data = Some(json!({ "retryAfterMs": decision.retry_after_ms }));

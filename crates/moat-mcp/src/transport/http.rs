@@ -142,16 +142,13 @@ impl HttpTransport {
         }
         if status.as_u16() == 404 && self.has_session() {
             tracing::warn!(upstream = %self.inner.name, "upstream session expired; reconnecting");
-            self.fail(id.as_ref(), &format!("upstream `{}` lost its session; retry the request", self.inner.name)).await;
+            self.fail(id.as_ref(), &format!("upstream `{}` lost its session; retry the request", self.inner.name))
+                .await;
             self.close();
             return;
         }
-        let content_type = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_ascii_lowercase();
+        let content_type =
+            resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
         if content_type.starts_with("text/event-stream") {
             self.read_stream(resp, id).await;
             return;
@@ -237,7 +234,9 @@ impl HttpTransport {
                             return true;
                         }
                     }
-                    Err(e) => tracing::warn!(upstream = %self.inner.name, error = %e, "upstream sent an invalid message"),
+                    Err(e) => {
+                        tracing::warn!(upstream = %self.inner.name, error = %e, "upstream sent an invalid message")
+                    }
                 }
             }
         }
@@ -253,7 +252,12 @@ impl HttpTransport {
                 if *this.inner.closed.borrow() {
                     return;
                 }
-                let mut req = this.inner.client.get(&this.inner.url).headers(this.request_headers()).header(ACCEPT, "text/event-stream");
+                let mut req = this
+                    .inner
+                    .client
+                    .get(&this.inner.url)
+                    .headers(this.request_headers())
+                    .header(ACCEPT, "text/event-stream");
                 if let Some(last) = decoder.last_event_id() {
                     req = req.header("last-event-id", last.to_string());
                 }

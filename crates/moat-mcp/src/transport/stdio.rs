@@ -124,7 +124,11 @@ async fn read_messages(name: &str, stdout: impl AsyncRead + Unpin, tx: &mpsc::Se
         };
         reader.consume(consumed);
         if !discarding && line.len() > limits.max_bytes {
-            tracing::warn!(upstream = name, limit = limits.max_bytes, "upstream sent a message over the size limit; dropped");
+            tracing::warn!(
+                upstream = name,
+                limit = limits.max_bytes,
+                "upstream sent a message over the size limit; dropped"
+            );
             discarding = true;
             line.clear();
         }
@@ -173,11 +177,8 @@ async fn log_stderr(name: Arc<str>, stderr: impl AsyncRead + Unpin) {
     let mut lines = BufReader::new(stderr).lines();
     // `lines` has no length bound of its own; stderr is for humans, so cap what is logged.
     while let Ok(Some(line)) = lines.next_line().await {
-        let shown: String = line
-            .chars()
-            .take(2000)
-            .map(|c| if c.is_control() && c != '\t' { '\u{fffd}' } else { c })
-            .collect();
+        let shown: String =
+            line.chars().take(2000).map(|c| if c.is_control() && c != '\t' { '\u{fffd}' } else { c }).collect();
         tracing::info!(target: "moat::upstream", upstream = &*name, "{shown}");
     }
 }

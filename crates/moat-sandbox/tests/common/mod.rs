@@ -66,10 +66,7 @@ pub fn python() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("MOAT_PYTHON") {
         return Some(PathBuf::from(p));
     }
-    let out = std::process::Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable)"])
-        .output()
-        .ok()?;
+    let out = std::process::Command::new("python3").args(["-c", "import sys; print(sys.executable)"]).output().ok()?;
     let path = String::from_utf8(out.stdout).ok()?.trim().to_owned();
     (out.status.success() && !path.is_empty()).then(|| PathBuf::from(path))
 }

@@ -338,7 +338,11 @@ fn print_records(rows: &[AuditRow], format: Format) -> anyhow::Result<()> {
             }
         }
         Format::Table => {
-            writeln!(out, "{:>8}  {:<24}  {:<20}  {:<10}  {:<14}  {:<24}  RULES", "SEQ", "TIME", "PRINCIPAL", "DECISION", "METHOD", "UPSTREAM/TARGET")?;
+            writeln!(
+                out,
+                "{:>8}  {:<24}  {:<20}  {:<10}  {:<14}  {:<24}  RULES",
+                "SEQ", "TIME", "PRINCIPAL", "DECISION", "METHOD", "UPSTREAM/TARGET"
+            )?;
             for r in rows {
                 let rec: Option<AuditRecord> = serde_json::from_str(&r.body).ok();
                 let (time, method, target, rules) = match &rec {
@@ -381,7 +385,8 @@ async fn open_audit_store(url: Option<&str>) -> anyhow::Result<(String, Arc<dyn 
     }
     let name = url.display_redacted();
     let store = moat_store_open::open_parsed(&url).await?;
-    let audit = store.audit().ok_or_else(|| anyhow!("the {} store keeps no audit records; use `--file`", store.backend()))?;
+    let audit =
+        store.audit().ok_or_else(|| anyhow!("the {} store keeps no audit records; use `--file`", store.backend()))?;
     Ok((name, audit))
 }
 
@@ -447,10 +452,20 @@ mod tests {
     fn flags_parse() {
         use clap::CommandFactory;
         Args::command().debug_assert();
-        let a = Args::try_parse_from(["audit", "verify", "--file", "a.jsonl", "--public-key", "file:k.pem", "--require-sealed"]).unwrap();
+        let a = Args::try_parse_from([
+            "audit",
+            "verify",
+            "--file",
+            "a.jsonl",
+            "--public-key",
+            "file:k.pem",
+            "--require-sealed",
+        ])
+        .unwrap();
         assert!(matches!(a.command, AuditCommand::Verify(VerifyArgs { require_sealed: true, .. })));
         assert!(Args::try_parse_from(["audit", "tail", "--file", "a", "--store", "sqlite://b"]).is_err());
-        let q = Args::try_parse_from(["audit", "query", "--decision", "deny", "--tool", "x", "--format", "table"]).unwrap();
+        let q =
+            Args::try_parse_from(["audit", "query", "--decision", "deny", "--tool", "x", "--format", "table"]).unwrap();
         assert!(matches!(q.command, AuditCommand::Query(_)));
     }
 }

@@ -25,14 +25,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> ExitCode {
-    let opts = DemoOptions {
-        rug_pull: args.rug_pull,
-        conformance: args.conformance,
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let opts = DemoOptions { rug_pull: args.rug_pull, conformance: args.conformance };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             tracing::error!("cannot start the async runtime: {error}");

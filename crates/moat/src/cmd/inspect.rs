@@ -65,8 +65,8 @@ fn run_inner(args: &Args) -> Result<(), String> {
             if line.trim().is_empty() {
                 continue;
             }
-            let item: Value = serde_json::from_str(&line)
-                .map_err(|e| format!("input line {} is not valid JSON: {e}", n + 1))?;
+            let item: Value =
+                serde_json::from_str(&line).map_err(|e| format!("input line {} is not valid JSON: {e}", n + 1))?;
             let text = item
                 .get("text")
                 .and_then(Value::as_str)
@@ -81,7 +81,8 @@ fn run_inner(args: &Args) -> Result<(), String> {
     let mut bytes = Vec::new();
     let mut input = input;
     input.read_to_end(&mut bytes).map_err(|e| format!("cannot read input: {e}"))?;
-    let text = String::from_utf8(bytes).map_err(|e| format!("input is not UTF-8 (invalid byte at offset {})", e.utf8_error().valid_up_to()))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| format!("input is not UTF-8 (invalid byte at offset {})", e.utf8_error().valid_up_to()))?;
     let findings = detector.scan_text(&text);
     let verdict = Verdict::of(&findings);
     match args.format {

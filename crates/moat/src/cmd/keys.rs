@@ -87,10 +87,7 @@ pub fn run(args: Args) -> ExitCode {
                 return fail(&e);
             }
             println!("{}", plain.reveal());
-            eprintln!(
-                "created api key `{id}` in `{}`; it is shown only this once",
-                store.path().display()
-            );
+            eprintln!("created api key `{id}` in `{}`; it is shown only this once", store.path().display());
             ExitCode::SUCCESS
         }
         KeysCommand::List(l) => {
@@ -108,14 +105,7 @@ pub fn run(args: Args) -> ExitCode {
             println!("{:<16}  {:<20}  {:<8}  {:<24}  DESCRIPTION", "ID", "SUBJECT", "STATE", "ROLES");
             for r in records {
                 let state = if r.revoked_at.is_some() { "revoked" } else { "active" };
-                println!(
-                    "{:<16}  {:<20}  {:<8}  {:<24}  {}",
-                    r.id,
-                    r.subject,
-                    state,
-                    r.roles.join(","),
-                    r.description
-                );
+                println!("{:<16}  {:<20}  {:<8}  {:<24}  {}", r.id, r.subject, state, r.roles.join(","), r.description);
             }
             ExitCode::SUCCESS
         }

@@ -8,10 +8,10 @@ pub mod inspect;
 pub mod keys;
 pub mod pins;
 pub mod sandbox;
-pub mod wrap;
 pub mod scan;
 pub mod scan_clients;
 pub mod scan_tools;
+pub mod wrap;
 
 use tracing_subscriber::EnvFilter;
 

@@ -143,9 +143,7 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(2));
     };
     let ctx = Selection::resolve(&args, &loaded)?;
-    let store = moat_store_open::open(loaded.config.store.url.as_deref())
-        .await
-        .context("cannot open the pin store")?;
+    let store = moat_store_open::open(loaded.config.store.url.as_deref()).await.context("cannot open the pin store")?;
     match &args.command {
         PinsCommand::List => list(&ctx, &*store, args.format).await,
         PinsCommand::Diff => diff(&ctx, &*store, args.format).await,
@@ -348,7 +346,9 @@ async fn diff(ctx: &Selection, store: &dyn Store, format: Format) -> anyhow::Res
                 let mut v = ctx.json(r);
                 if let Some(obj) = v.as_object_mut() {
                     let changes: Option<Vec<Value>> = changes.as_ref().map(|c| {
-                        c.iter().map(|d| json!({"pointer": d.pointer, "trusted": d.pinned, "current": d.live})).collect()
+                        c.iter()
+                            .map(|d| json!({"pointer": d.pointer, "trusted": d.pinned, "current": d.live}))
+                            .collect()
                     });
                     obj.insert("changes".into(), json!(changes));
                     obj.insert("definition".into(), current.clone());
@@ -538,7 +538,10 @@ async fn export(ctx: &Selection, store: &dyn Store, path: &Path) -> anyhow::Resu
                 .with_context(|| format!("the stored definition of {} is not JSON", ctx.what(r)))?;
             // INVARIANT: a lock's definition hashes to its `sha256` (LockFile::parse checks it).
             if pin_hash(domain, &definition) != hash {
-                bail!("the stored definition of {} does not match its hash `{hash}`; refusing to export it", ctx.what(r));
+                bail!(
+                    "the stored definition of {} does not match its hash `{hash}`; refusing to export it",
+                    ctx.what(r)
+                );
             }
             lock.insert(identity, domain, &r.key.name, Pin { sha256: hash.to_owned(), definition: Some(definition) });
             written += 1;
@@ -577,7 +580,11 @@ async fn import(ctx: &Selection, store: &dyn Store, path: &Path, format: Format)
         }
     }
     if approved.is_empty() {
-        return nothing(format!("nothing approved: no unapproved pin matching {} has the hash `{}` names", ctx.describe(), path.display()));
+        return nothing(format!(
+            "nothing approved: no unapproved pin matching {} has the hash `{}` names",
+            ctx.describe(),
+            path.display()
+        ));
     }
     report_changes(ctx, "approved", &approved, format)
 }

@@ -82,7 +82,9 @@ fn run_check(args: CheckArgs) -> ExitCode {
             if complete {
                 println!("\nevery sandbox protection is available on this kernel");
             } else {
-                println!("\nsome protections are missing: stdio upstreams start only with `sandbox.best_effort = true`");
+                println!(
+                    "\nsome protections are missing: stdio upstreams start only with `sandbox.best_effort = true`"
+                );
                 if !kernel.landlock.tcp && kernel.landlock.filesystem {
                     println!("(without landlock TCP rules, `network = false` is still enforced by seccomp; a `host:port` allow-list is not)");
                 }

@@ -29,20 +29,12 @@ pub fn run(args: &Args) -> ExitCode {
         args.project.clone()
     };
     let roots = Roots {
-        appdata: if args.home.is_some() {
-            None
-        } else {
-            std::env::var_os("APPDATA").map(PathBuf::from)
-        },
+        appdata: if args.home.is_some() { None } else { std::env::var_os("APPDATA").map(PathBuf::from) },
         home: home.clone(),
         os: Os::current(),
         system_root: args.system_root.clone(),
     };
-    let discover = DiscoverOptions {
-        roots,
-        projects,
-        explicit: args.config.clone(),
-    };
+    let discover = DiscoverOptions { roots, projects, explicit: args.config.clone() };
 
     if args.list {
         let inventory = moat_scan::discover(&discover);
@@ -99,11 +91,8 @@ pub fn run(args: &Args) -> ExitCode {
             pretty(&report::to_sarif(&report, detector.as_ref()))
         }
     };
-    let status = if report.max_severity().is_some_and(|s| s >= args.fail_on) {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    };
+    let status =
+        if report.max_severity().is_some_and(|s| s >= args.fail_on) { ExitCode::from(1) } else { ExitCode::SUCCESS };
     emit(&out, status)
 }
 

@@ -141,14 +141,28 @@ fn table_report(reports: &[ServerReport]) -> String {
     let mut rows: Vec<[String; 6]> = Vec::new();
     for s in reports {
         for f in &s.findings {
-            rows.push([s.name.clone(), "-".into(), f.severity.to_string(), f.rule.clone(), f.location.clone(), cell(&f.message, &f.evidence)]);
+            rows.push([
+                s.name.clone(),
+                "-".into(),
+                f.severity.to_string(),
+                f.rule.clone(),
+                f.location.clone(),
+                cell(&f.message, &f.evidence),
+            ]);
         }
         for t in &s.tools {
             if t.findings.is_empty() {
                 rows.push([s.name.clone(), t.name.clone(), "pass".into(), "-".into(), "-".into(), String::new()]);
             }
             for f in &t.findings {
-                rows.push([s.name.clone(), t.name.clone(), f.severity.to_string(), f.rule.clone(), f.location.clone(), cell(&f.message, &f.evidence)]);
+                rows.push([
+                    s.name.clone(),
+                    t.name.clone(),
+                    f.severity.to_string(),
+                    f.rule.clone(),
+                    f.location.clone(),
+                    cell(&f.message, &f.evidence),
+                ]);
             }
         }
     }
@@ -177,7 +191,8 @@ fn table_report(reports: &[ServerReport]) -> String {
         line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]], &mut out);
     }
     let tools: usize = reports.iter().map(|s| s.tools.len()).sum();
-    let verdict_count = |v: moat_detect::Verdict| reports.iter().flat_map(|s| &s.tools).filter(|t| t.verdict == v).count();
+    let verdict_count =
+        |v: moat_detect::Verdict| reports.iter().flat_map(|s| &s.tools).filter(|t| t.verdict == v).count();
     out.push_str(&format!(
         "\n{tools} tools in {} servers: {} fail, {} warn, {} pass\n",
         reports.len(),

@@ -33,7 +33,12 @@ pub fn run(args: Args) -> ExitCode {
         .command
         .first()
         .and_then(|p| std::path::Path::new(p).file_stem())
-        .map(|s| s.to_string_lossy().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect::<String>())
+        .map(|s| {
+            s.to_string_lossy()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                .collect::<String>()
+        })
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "wrapped".to_string());
     let template = loaded.config.upstreams.first().cloned();
