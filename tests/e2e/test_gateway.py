@@ -311,3 +311,26 @@ def test_unknown_fields_and_meta_pass_through_unchanged(
     resp = json.loads(payload)
     assert resp["id"] == "abc-1", "the client's id comes back, whatever id the upstream saw"
     assert resp["result"]["content"][0]["text"] == "t"
+
+
+@pytest.mark.parametrize("upstream_kind", ["everything-stdio", "demo-http"])
+def test_typescript_sdk_client_through_the_gateway(
+    upstream_kind: str, node22: str, node_modules: Path, moat_bin: str, gateway: Callable[..., Any],
+    start_demo_http: Callable[..., str],
+) -> None:
+    if upstream_kind == "everything-stdio":
+        gw = gateway(upstreams=[everything(node_modules)])
+        tool, args, expected = "echo", {"message": "from typescript"}, "from typescript"
+    else:
+        gw = gateway(upstreams=[{"name": "demo", "url": start_demo_http()}])
+        tool, args, expected = "echo", {"text": "from typescript"}, "from typescript"
+    sdk = node_modules / "@modelcontextprotocol" / "sdk" / "dist" / "esm"
+    proc = subprocess.run(
+        [node22, str(CLIENTS / "ts_client.mjs"), gw.url, tool, json.dumps(args)],
+        capture_output=True, timeout=60, env={**os.environ, "MOAT_TS_SDK": str(sdk)},
+    )
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    out = json.loads(proc.stdout)
+    assert tool in out["tools"]
+    assert expected in json.dumps(out["result"]["content"])
+    assert not out["result"].get("isError")
