@@ -808,6 +808,25 @@ impl Router {
         self.commit(record, bytes, Some(client_id)).await
     }
 
+    /// Records a refusal made at the front, before any session or upstream is involved
+    /// (unauthenticated request, session of another principal, malformed message).
+    pub async fn record_refusal(&self, principal: &str, method: &str, reason: &str, rule: &str) {
+        let record = DecisionRecord {
+            principal: principal.to_string(),
+            session: String::new(),
+            upstream: String::new(),
+            method: method.to_string(),
+            target: String::new(),
+            decision: Decision::Deny,
+            rules: vec![rule.to_string()],
+            reason: reason.to_string(),
+            latency: None,
+            result_bytes: None,
+            arguments: None,
+        };
+        let _ = self.commit(record, Bytes::new(), None).await;
+    }
+
     /// Emits a decision record and appends it to the audit log. When the audit log is
     /// required and the record cannot be written, the client gets a refusal instead of
     /// `bytes`: nothing leaves unrecorded.

@@ -118,6 +118,7 @@ impl HttpFront {
             Ok(p) => Ok(p),
             Err(e) => {
                 tracing::info!(target: "moat::decision", decision = "deny", reason = %e, "request not authenticated");
+                self.router.record_refusal("", "", &e.to_string(), "MOAT-AUTH-001").await;
                 let parts = e.into_response_parts();
                 let mut r = http_error(parts.status, code::INVALID_REQUEST, parts.message);
                 if let Some(h) = parts.www_authenticate {
@@ -128,7 +129,7 @@ impl HttpFront {
         }
     }
 
-    fn session(&self, principal: &moat_auth::Principal, headers: &HeaderMap) -> Result<Arc<Session>, Response> {
+    async fn session(&self, principal: &moat_auth::Principal, headers: &HeaderMap) -> Result<Arc<Session>, Response> {
         let Some(id) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
             return Err(http_error(
                 StatusCode::BAD_REQUEST,
@@ -140,6 +141,14 @@ impl HttpFront {
             Lookup::Found(s) => Ok(s),
             Lookup::OtherPrincipal => {
                 tracing::warn!(target: "moat::decision", decision = "deny", session = %session::short(id), principal = %principal.key(), "session id presented by another principal: possible hijack attempt");
+                self.router
+                    .record_refusal(
+                        &principal.key(),
+                        "",
+                        "session id presented by another principal (hijack attempt)",
+                        "MOAT-SESSION-001",
+                    )
+                    .await;
                 Err(session_not_found())
             }
             Lookup::NotFound => Err(session_not_found()),
@@ -172,6 +181,7 @@ impl HttpFront {
                 let status =
                     if e.code() == code::TOO_LARGE { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
                 tracing::info!(error = %e, "refused a malformed message");
+                self.router.record_refusal(&principal.key(), "", &e.to_string(), "MOAT-INPUT-001").await;
                 return http_error(status, e.code(), &e.to_string());
             }
         };
@@ -213,7 +223,7 @@ impl HttpFront {
             }
             return resp;
         }
-        let session = match self.session(&principal, &headers) {
+        let session = match self.session(&principal, &headers).await {
             Ok(s) => s,
             Err(r) => return r,
         };
@@ -261,7 +271,7 @@ impl HttpFront {
                 "GET opens an event stream; `Accept` must include `text/event-stream`",
             );
         }
-        let session = match self.session(&principal, &headers) {
+        let session = match self.session(&principal, &headers).await {
             Ok(s) => s,
             Err(r) => return r,
         };
@@ -277,7 +287,7 @@ impl HttpFront {
             Ok(p) => p,
             Err(r) => return r,
         };
-        let session = match self.session(&principal, &headers) {
+        let session = match self.session(&principal, &headers).await {
             Ok(s) => s,
             Err(r) => return r,
         };
