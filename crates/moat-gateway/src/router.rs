@@ -709,8 +709,10 @@ impl Router {
         let session = session.clone();
         let msg = msg.clone();
         tokio::spawn(async move {
-            let final_bytes =
+            let (answer, record) =
                 this.guarded_call(&session, &msg, &up, upstream, &method, params, &client_id, tx.clone()).await;
+            // Every decision is recorded (and audited) before the response leaves.
+            let final_bytes = this.commit(record, answer, Some(&client_id)).await;
             let _ = tx.send(StreamItem::Final(final_bytes)).await;
         });
         Reply::Stream(rx)
@@ -789,25 +791,6 @@ impl Router {
         result
     }
 
-    /// One forwarded request through the guard chain: request guards, the upstream call,
-    /// response guards, and one decision record, audited before the response leaves.
-    #[allow(clippy::too_many_arguments)]
-    async fn guarded_call(
-        &self,
-        session: &Arc<Session>,
-        msg: &Message,
-        up: &Arc<Upstream>,
-        upstream: usize,
-        method: &str,
-        params: Option<Box<RawValue>>,
-        client_id: &Id,
-        sink: mpsc::Sender<StreamItem>,
-    ) -> Bytes {
-        let (bytes, record) =
-            self.guarded_call_inner(session, msg, up, upstream, method, params, client_id, sink).await;
-        self.commit(record, bytes, Some(client_id)).await
-    }
-
     /// Records a refusal made at the front, before any session or upstream is involved
     /// (unauthenticated request, session of another principal, malformed message).
     pub async fn record_refusal(&self, principal: &str, method: &str, reason: &str, rule: &str) {
@@ -853,8 +836,10 @@ impl Router {
         }
     }
 
+    /// One forwarded request through the guard chain: request guards, the upstream call and
+    /// response guards. Returns the answer and its decision record, which the caller commits.
     #[allow(clippy::too_many_arguments)]
-    async fn guarded_call_inner(
+    async fn guarded_call(
         &self,
         session: &Arc<Session>,
         msg: &Message,
