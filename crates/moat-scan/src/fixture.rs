@@ -190,6 +190,19 @@ impl FixtureHome {
         Ok(())
     }
 
+    /// Scan options for a static scan of this fixture (no registry, ignores, pins or live checks).
+    pub fn static_scan_options(&self) -> crate::ScanOptions {
+        crate::ScanOptions {
+            discover: self.discover_options(),
+            registry: None,
+            ignore_rules: Vec::new(),
+            ignore_files: Vec::new(),
+            live: None,
+            pins: None,
+            write_pins: false,
+        }
+    }
+
     /// Discovery options for this fixture (Linux layout).
     pub fn discover_options(&self) -> crate::DiscoverOptions {
         crate::DiscoverOptions {

@@ -7,15 +7,7 @@ use moat_scan::fixture::{FixtureHome, FIXTURE_GITHUB_TOKEN};
 use moat_scan::{discover, Client, ScanOptions, Scope, Transport};
 
 fn scan_static(fx: &FixtureHome) -> moat_scan::Report {
-    let opts = ScanOptions {
-        discover: fx.discover_options(),
-        registry: None,
-        ignore_rules: Vec::new(),
-        ignore_files: Vec::new(),
-        live: None,
-        pins: None,
-        write_pins: false,
-    };
+    let opts = fx.static_scan_options();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(moat_scan::run(&opts)).unwrap()
 }

@@ -20,15 +20,7 @@ fn check(report: &moat_scan::Report) {
 #[test]
 fn static_and_inventory_reports_match_the_schema() {
     let fx = FixtureHome::create("schema").unwrap();
-    let opts = ScanOptions {
-        discover: fx.discover_options(),
-        registry: None,
-        ignore_rules: Vec::new(),
-        ignore_files: Vec::new(),
-        live: None,
-        pins: None,
-        write_pins: false,
-    };
+    let opts = fx.static_scan_options();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let report = rt.block_on(moat_scan::run(&opts)).unwrap();
     assert!(!report.findings.is_empty());

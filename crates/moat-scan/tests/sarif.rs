@@ -5,19 +5,10 @@
 use moat_detect::Detector;
 use moat_scan::fixture::FixtureHome;
 use moat_scan::report::to_sarif;
-use moat_scan::ScanOptions;
 use serde_json::Value;
 
 fn fixture_report(fx: &FixtureHome) -> moat_scan::Report {
-    let opts = ScanOptions {
-        discover: fx.discover_options(),
-        registry: None,
-        ignore_rules: Vec::new(),
-        ignore_files: Vec::new(),
-        live: None,
-        pins: None,
-        write_pins: false,
-    };
+    let opts = fx.static_scan_options();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(moat_scan::run(&opts)).unwrap()
 }
