@@ -758,7 +758,7 @@ impl Router {
         }
         let timeout = self.upstreams.get(upstream).map_or(Duration::from_secs(120), |u| u.timeout());
         let call_started = Instant::now();
-        let result = conn.call_ordered(up_id.clone(), method, bytes, timeout).await;
+        let result = conn.call_ordered(up_id.clone(), method, bytes, timeout, reqwest::header::HeaderMap::new()).await;
         if let Some(u) = self.upstreams.get(upstream) {
             self.metrics.observe_upstream(&u.name, method, call_started.elapsed(), result.is_ok());
         }

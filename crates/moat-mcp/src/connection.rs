@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use reqwest::header::HeaderMap;
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 
@@ -119,17 +120,19 @@ impl Connection {
         bytes: Bytes,
         timeout: Duration,
     ) -> Result<Message, ConnectionError> {
-        self.call_ordered(id, method, bytes, timeout).await.map(|(m, _)| m)
+        self.call_ordered(id, method, bytes, timeout, HeaderMap::new()).await.map(|(m, _)| m)
     }
 
     /// Like [`Connection::call_raw`], also returning how many non-response messages had been
-    /// handed to the owner when the answer arrived (see `forwarded`).
+    /// handed to the owner when the answer arrived (see `forwarded`). `headers` travel with
+    /// this request alone, on HTTP upstreams (trace context).
     pub async fn call_ordered(
         &self,
         id: Id,
         method: &str,
         bytes: Bytes,
         timeout: Duration,
+        headers: HeaderMap,
     ) -> Result<(Message, u64), ConnectionError> {
         let (tx, rx) = oneshot::channel();
         if self.is_closed() {
@@ -138,7 +141,7 @@ impl Connection {
         if let Ok(mut p) = self.pending.lock() {
             p.insert(id.clone(), tx);
         }
-        let out = Outbound { bytes, request_id: Some(id.clone()), method: Some(method.to_string()) };
+        let out = Outbound { bytes, request_id: Some(id.clone()), method: Some(method.to_string()), headers };
         if self.transport.send(out).await.is_err() {
             self.forget(&id);
             return Err(ConnectionError::Closed(self.name.clone()));
@@ -175,7 +178,7 @@ impl Connection {
 
     /// Sends bytes that need no answer (a notification, or a response to a server request).
     pub async fn send_raw(&self, bytes: Bytes, method: Option<&str>) -> Result<(), ConnectionError> {
-        let out = Outbound { bytes, request_id: None, method: method.map(str::to_string) };
+        let out = Outbound { bytes, request_id: None, method: method.map(str::to_string), headers: HeaderMap::new() };
         self.transport.send(out).await.map_err(|_| ConnectionError::Closed(self.name.clone()))
     }
 

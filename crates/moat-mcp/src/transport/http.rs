@@ -115,6 +115,7 @@ impl HttpTransport {
             .client
             .post(&self.inner.url)
             .headers(self.request_headers())
+            .headers(out.headers)
             .header(CONTENT_TYPE, "application/json")
             .header(ACCEPT, "application/json, text/event-stream")
             .body(out.bytes)

@@ -6,6 +6,7 @@ pub mod http;
 pub mod stdio;
 
 use bytes::Bytes;
+use reqwest::header::HeaderMap;
 
 use crate::jsonrpc::{Id, Message};
 
@@ -25,6 +26,9 @@ pub struct Outbound {
     /// Set for requests: the id the answer will carry.
     pub request_id: Option<Id>,
     pub method: Option<String>,
+    /// Headers for this message alone (the caller's W3C trace context), sent by HTTP
+    /// transports on its POST; stdio has nowhere to put them.
+    pub headers: HeaderMap,
 }
 
 /// Why a message could not be written.
