@@ -18,6 +18,7 @@ mod locate;
 pub mod sandbox;
 pub mod secret;
 pub mod store;
+pub mod telemetry;
 pub mod upstream;
 mod validate;
 
@@ -57,6 +58,8 @@ pub struct Config {
     pub guards: guards::GuardsConfig,
     #[serde(default)]
     pub admin: admin::AdminConfig,
+    #[serde(default)]
+    pub telemetry: telemetry::TelemetryConfig,
 }
 
 /// Where a configuration came from; named in every error.
