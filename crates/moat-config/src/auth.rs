@@ -194,7 +194,7 @@ impl AuthConfig {
 }
 
 /// `None` when `url` is `https://host…`, or `http://` on a loopback host.
-fn url_problem(url: &str) -> Option<String> {
+pub(crate) fn url_problem(url: &str) -> Option<String> {
     let Some((scheme, rest)) = url.split_once("://") else {
         return Some(format!("invalid URL `{url}`"));
     };

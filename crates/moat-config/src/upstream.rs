@@ -32,6 +32,11 @@ pub struct UpstreamConfig {
     /// Extra request headers for an HTTP upstream; values are literals or references.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, EnvValue>,
+    /// `[upstream.oauth]`: Moat obtains its own OAuth access token for this HTTP upstream
+    /// (client credentials, or RFC 8693 token exchange of the caller's token). Exclusive with
+    /// `credential` and with an `Authorization` entry in `headers`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<UpstreamOAuthConfig>,
     /// How a stdio upstream is confined (docs/sandbox.md). Absent: the safe defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<crate::sandbox::SandboxConfig>,
@@ -62,6 +67,88 @@ impl UpstreamConfig {
             (None, Some(url)) => format!("{}|http:{url}", self.name),
             (None, None) => self.name.clone(),
         }
+    }
+}
+
+/// `[upstream.oauth]`: how Moat gets its own access token for an HTTP upstream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamOAuthConfig {
+    /// The authorization server's token endpoint (`https`, or `http` on a loopback host).
+    pub token_url: String,
+    /// Moat's client id at that authorization server.
+    pub client_id: String,
+    /// Moat's client secret (`env:NAME` or `file:PATH`), sent with HTTP Basic authentication.
+    pub client_secret: SecretRef,
+    /// Scopes to ask for: a list, or one space-separated string.
+    #[serde(default, skip_serializing_if = "Scopes::is_empty")]
+    pub scope: Scopes,
+    /// RFC 8707 resource indicator of the upstream. Default: the upstream's `url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// `audience` parameter, for authorization servers that name targets that way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// `client_credentials` (default): one token for Moat itself. `token_exchange` (RFC 8693):
+    /// each call is made with a token exchanged for the caller's, so the upstream sees the user.
+    #[serde(default)]
+    pub grant: UpstreamGrant,
+}
+
+impl UpstreamOAuthConfig {
+    /// The resource indicator sent: `resource`, else the upstream's URL.
+    pub fn effective_resource<'a>(&'a self, upstream_url: Option<&'a str>) -> Option<&'a str> {
+        self.resource.as_deref().or(upstream_url)
+    }
+}
+
+/// `[upstream.oauth] grant`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamGrant {
+    /// RFC 6749 §4.4: Moat's own token.
+    #[default]
+    ClientCredentials,
+    /// RFC 8693: the caller's token exchanged for one whose audience is the upstream.
+    TokenExchange,
+}
+
+/// A scope list written as `["a", "b"]` or `"a b"`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scopes(pub Vec<String>);
+
+impl Scopes {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<'de> Deserialize<'de> for Scopes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Scopes;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of scopes or one space-separated string")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Scopes, E> {
+                Ok(Scopes(s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Scopes, A::Error> {
+                let mut out = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    out.push(s);
+                }
+                Ok(Scopes(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for Scopes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
     }
 }
 

@@ -2,8 +2,10 @@
 
 use std::collections::HashSet;
 
+use crate::auth::url_problem;
 use crate::secret::inline_secret_reason;
-use crate::{Config, ConfigError, ConfigErrors, EnvValue, Origin};
+use crate::upstream::UpstreamOAuthConfig;
+use crate::{Config, ConfigError, ConfigErrors, EnvValue, Origin, UpstreamConfig};
 
 pub(crate) fn validate(config: &Config, source: &str, origin: &Origin) -> Result<(), ConfigErrors> {
     let mut errors = Vec::new();
@@ -159,6 +161,9 @@ pub(crate) fn validate(config: &Config, source: &str, origin: &Origin) -> Result
                 }
             }
         }
+        if let Some(oauth) = &u.oauth {
+            upstream_oauth_problems(oauth, u, &|k: &str| format!("upstream[{i}].oauth.{k}"), &mut err);
+        }
         for (name, value) in &u.env {
             if let EnvValue::Literal(v) = value {
                 if let Some(reason) = inline_secret_reason(name, v) {
@@ -189,5 +194,59 @@ pub(crate) fn validate(config: &Config, source: &str, origin: &Origin) -> Result
         Ok(())
     } else {
         Err(ConfigErrors(errors))
+    }
+}
+
+/// Problems of one `[upstream.oauth]` table; `at("token_url")` is the located key.
+fn upstream_oauth_problems(
+    oauth: &UpstreamOAuthConfig,
+    u: &UpstreamConfig,
+    at: &dyn Fn(&str) -> String,
+    err: &mut dyn FnMut(&str, String, Option<&str>),
+) {
+    let table = at("").trim_end_matches('.').to_owned();
+    if u.url.is_none() {
+        err(&table, "`oauth` applies only to HTTP upstreams (`url`)".into(), None);
+    }
+    if u.credential.is_some() {
+        err(
+            &table,
+            "`Authorization` is set twice: by `credential` and by `[upstream.oauth]`".into(),
+            Some("keep one: `credential` for a static token, `oauth` for tokens Moat obtains itself"),
+        );
+    }
+    if u.headers.keys().any(|k| k.eq_ignore_ascii_case("authorization")) {
+        err(&table, "`Authorization` is set twice: in `headers` and by `[upstream.oauth]`".into(), None);
+    }
+    if let Some(message) = url_problem(&oauth.token_url) {
+        err(&at("token_url"), message, Some("http is accepted only for loopback hosts (development)"));
+    }
+    if oauth.client_id.is_empty() {
+        err(&at("client_id"), "the client id is empty".into(), None);
+    }
+    for scope in &oauth.scope.0 {
+        let valid = !scope.is_empty()
+            && scope.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b));
+        if !valid {
+            err(&at("scope"), format!("`{scope}` is not a valid scope"), None);
+        }
+    }
+    if let Some(resource) = &oauth.resource {
+        // RFC 8707 §2: an absolute URI without a fragment.
+        let absolute = resource.split_once("://").is_some_and(|(scheme, rest)| {
+            !scheme.is_empty()
+                && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+                && !rest.is_empty()
+        });
+        if !absolute || resource.contains('#') {
+            err(
+                &at("resource"),
+                format!("invalid resource indicator `{resource}`; expected an absolute URI without a fragment"),
+                Some("leave it out to use the upstream's `url`"),
+            );
+        }
+    }
+    if oauth.audience.as_deref().is_some_and(str::is_empty) {
+        err(&at("audience"), "the audience is empty".into(), None);
     }
 }

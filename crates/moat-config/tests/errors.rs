@@ -96,3 +96,57 @@ fn every_shipped_example_config_is_valid() {
     }
     assert!(n > 0, "no example configs in {}", dir.display());
 }
+
+#[test]
+fn upstream_oauth_parses_with_defaults() {
+    let src = "[[upstream]]\nname = \"api\"\nurl = \"https://api.example/mcp\"\n\n[upstream.oauth]\ntoken_url = \"https://login.example/token\"\nclient_id = \"moat\"\nclient_secret = \"env:MOAT_UPSTREAM_SECRET\"\nscope = \"mcp:read mcp:write\"\n";
+    let c = parse(src, Origin::File("moat.toml".into())).unwrap().config;
+    let u = &c.upstreams[0];
+    let o = u.oauth.as_ref().unwrap();
+    assert_eq!(o.scope.0, ["mcp:read", "mcp:write"]);
+    assert_eq!(o.grant, moat_config::upstream::UpstreamGrant::ClientCredentials);
+    assert_eq!(o.effective_resource(u.url.as_deref()), Some("https://api.example/mcp"));
+    let list = src.replace(
+        "scope = \"mcp:read mcp:write\"",
+        "scope = [\"mcp:read\"]\ngrant = \"token_exchange\"\nresource = \"https://api.example\"",
+    );
+    let c = parse(&list, Origin::File("moat.toml".into())).unwrap().config;
+    let o = c.upstreams[0].oauth.as_ref().unwrap();
+    assert_eq!(o.scope.0, ["mcp:read"]);
+    assert_eq!(o.grant, moat_config::upstream::UpstreamGrant::TokenExchange);
+    assert_eq!(o.effective_resource(Some("https://api.example/mcp")), Some("https://api.example"));
+}
+
+#[test]
+fn upstream_oauth_problems_are_located() {
+    // An inline secret, an unknown grant, an unknown key: serde refuses each.
+    let base = "[[upstream]]\nname = \"api\"\nurl = \"https://api.example/mcp\"\n[upstream.oauth]\ntoken_url = \"https://login.example/token\"\nclient_id = \"moat\"\n";
+    let e = errors(&format!("{base}client_secret = \"hunter2\"\n"));
+    assert!(e[0].starts_with("moat.toml:7:") && e[0].contains("secret reference"), "{}", e[0]);
+    assert!(!e[0].contains("hunter2"), "{}", e[0]);
+    let e = errors(&format!("{base}client_secret = \"env:S\"\ngrant = \"password\"\n"));
+    assert!(e[0].starts_with("moat.toml:8:"), "{}", e[0]);
+    let e = errors(&format!("{base}client_secret = \"env:S\"\nscopes = \"a\"\n"));
+    assert!(e[0].contains("did you mean `scope`?"), "{}", e[0]);
+    // Meaning errors, all at once, each at its key.
+    let src = "[[upstream]]\nname = \"api\"\nurl = \"https://api.example/mcp\"\ncredential = \"env:T\"\nheaders = { Authorization = \"env:H\" }\n[upstream.oauth]\ntoken_url = \"http://login.example/token\"\nclient_id = \"\"\nclient_secret = \"env:S\"\nscope = [\"ok\", \"bad\\\"scope\"]\nresource = \"https://api.example/#frag\"\naudience = \"\"\n";
+    let e = errors(src);
+    let has = |line: &str, key: &str, what: &str| {
+        assert!(
+            e.iter().any(|m| m.starts_with(&format!("moat.toml:{line}:")) && m.contains(key) && m.contains(what)),
+            "no `{what}` at {key}:{line} in {e:#?}"
+        )
+    };
+    has("6", "`upstream[0].oauth`", "by `credential` and by `[upstream.oauth]`");
+    has("6", "`upstream[0].oauth`", "in `headers` and by `[upstream.oauth]`");
+    has("7", "`upstream[0].oauth.token_url`", "plain http on a non-loopback host");
+    has("8", "`upstream[0].oauth.client_id`", "client id is empty");
+    has("10", "`upstream[0].oauth.scope`", "is not a valid scope");
+    has("11", "`upstream[0].oauth.resource`", "without a fragment");
+    has("12", "`upstream[0].oauth.audience`", "audience is empty");
+    // Only for HTTP upstreams; http is fine on loopback.
+    let stdio = "[[upstream]]\nname = \"s\"\ncommand = [\"x\"]\n[upstream.oauth]\ntoken_url = \"http://127.0.0.1:9/token\"\nclient_id = \"m\"\nclient_secret = \"env:S\"\n";
+    let e = errors(stdio);
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(e[0].contains("`oauth` applies only to HTTP upstreams"), "{}", e[0]);
+}

@@ -48,6 +48,7 @@ pub fn run(args: Args) -> ExitCode {
         url: None,
         credential: None,
         headers: Default::default(),
+        oauth: None,
         env: template.as_ref().map(|t| t.env.clone()).unwrap_or_default(),
         cwd: None,
         sandbox: template.as_ref().and_then(|t| t.sandbox.clone()),
