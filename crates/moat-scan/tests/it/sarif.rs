@@ -1,5 +1,5 @@
 //! The SARIF output validates against the SARIF 2.1.0 JSON Schema (vendored, see
-//! `tests/data/PROVENANCE.md`) and carries rule metadata, OWASP tags, security severities and
+//! `tests/it/data/PROVENANCE.md`) and carries rule metadata, OWASP tags, security severities and
 //! file/line locations.
 
 use moat_detect::Detector;

@@ -2,7 +2,7 @@
 //! name collisions, pins, failures with captured stderr.
 #![cfg(unix)]
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

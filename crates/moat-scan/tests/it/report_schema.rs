@@ -6,7 +6,7 @@ use moat_scan::ScanOptions;
 use serde_json::Value;
 
 fn validator() -> jsonschema::Validator {
-    let schema: Value = serde_json::from_str(include_str!("../schema/report-v1.schema.json")).unwrap();
+    let schema: Value = serde_json::from_str(include_str!("../../schema/report-v1.schema.json")).unwrap();
     jsonschema::validator_for(&schema).unwrap()
 }
 

@@ -2,7 +2,7 @@
 //! `PATH`, `HOME` and the `env` entries of its own definition, nothing else.
 #![cfg(unix)]
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
