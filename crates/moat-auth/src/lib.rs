@@ -21,6 +21,12 @@
 //! HS256 token "signed" with the issuer's public RSA key), and the key chosen for a token must
 //! match the family of the algorithm its header names.
 //!
+//! # Upstream credentials
+//!
+//! [`UpstreamTokenSource`] is the client side: Moat's own OAuth tokens for HTTP upstreams
+//! (client credentials, or RFC 8693 token exchange of the caller's token), cached and
+//! refreshed, so that the caller's token is never passed through.
+//!
 //! # Authorization
 //!
 //! [`policy::Authorizer`] evaluates Cedar policies for each MCP action on a tool, prompt or
@@ -51,6 +57,7 @@ pub mod policy;
 mod principal;
 mod scopes;
 mod settings;
+mod upstream_token;
 mod verified;
 
 pub use authenticator::Authenticator;
@@ -63,4 +70,8 @@ pub use principal::{AuthMethod, Principal};
 pub use scopes::{check_scopes, InsufficientScope};
 pub use settings::{
     is_loopback_url, require_https_or_loopback, ClientSecret, OAuthSettings, DEFAULT_LEEWAY_SECONDS, MAX_LEEWAY_SECONDS,
+};
+pub use upstream_token::{
+    AccessToken, UpstreamGrant, UpstreamTokenError, UpstreamTokenSettings, UpstreamTokenSource, ACCESS_TOKEN_TYPE,
+    TOKEN_EXCHANGE_GRANT,
 };

@@ -5,6 +5,9 @@
 //! tokens are forged here with real crypto (the provider's own RSA private key, which its test
 //! hook hands out) so that each one fails for exactly the reason its test names.
 //!
+//! Moat as a client of the same provider: its own upstream tokens by client credentials and by
+//! RFC 8693 token exchange (`moat_auth::UpstreamTokenSource`), checked as an upstream would.
+//!
 //! Skipped, with the reason printed, when node or oidc-provider is missing, unless
 //! `MOAT_REQUIRE_PEERS=1`, which turns a missing peer into a failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -23,7 +26,8 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use moat_auth::{
     AuthError, AuthMethod, Authenticator, BoxFuture, ClientSecret, FetchError, HttpClient, HttpResponse,
-    InvalidTokenReason, OAuthSettings, OAuthValidator, ReqwestClient,
+    InvalidTokenReason, OAuthSettings, OAuthValidator, ReqwestClient, UpstreamGrant, UpstreamTokenError,
+    UpstreamTokenSettings, UpstreamTokenSource,
 };
 use reqwest::Url;
 use serde_json::{json, Value};
@@ -542,4 +546,158 @@ fn sign_hs_dummy() -> String {
         URL_SAFE_NO_PAD.encode("{}"),
         URL_SAFE_NO_PAD.encode("sig")
     )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Moat as a client: its own tokens for upstreams (no token passthrough)
+
+/// Counts token requests through the real reqwest client.
+struct CountingPosts {
+    inner: ReqwestClient,
+    posts: AtomicUsize,
+}
+
+impl HttpClient for CountingPosts {
+    fn get<'a>(&'a self, url: &'a Url) -> BoxFuture<'a, Result<HttpResponse, FetchError>> {
+        self.inner.get(url)
+    }
+    fn post_form<'a>(
+        &'a self,
+        url: &'a Url,
+        form: &'a [(&'a str, &'a str)],
+        basic_auth: Option<(&'a str, &'a str)>,
+    ) -> BoxFuture<'a, Result<HttpResponse, FetchError>> {
+        self.posts.fetch_add(1, Ordering::SeqCst);
+        self.inner.post_form(url, form, basic_auth)
+    }
+}
+
+fn upstream_source(
+    issuer: &str,
+    secret: &str,
+    resource: &str,
+    grant: UpstreamGrant,
+) -> (UpstreamTokenSource, Arc<CountingPosts>) {
+    let http = Arc::new(CountingPosts { inner: ReqwestClient::new().unwrap(), posts: AtomicUsize::new(0) });
+    let mut s =
+        UpstreamTokenSettings::new("api", format!("{issuer}/token"), "moat-upstream", ClientSecret::new(secret));
+    s.scope = vec!["mcp:read".into(), "mcp:write".into()];
+    s.resource = Some(resource.to_owned());
+    s.grant = grant;
+    (UpstreamTokenSource::new(s, http.clone()).unwrap(), http)
+}
+
+/// The provider's token, checked as the upstream would: signature, issuer, expiry, audience.
+fn verified_by_upstream(issuer: &str, resource: &str, token: &str) -> moat_auth::Principal {
+    let v = validator(OAuthSettings::new(resource, Some(issuer.to_owned())), counting());
+    rt().block_on(v.validate_token(token)).unwrap()
+}
+
+fn claims_of(token: &str) -> Value {
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').nth(1).unwrap()).unwrap()).unwrap()
+}
+
+#[test]
+fn upstream_client_credentials_token_is_cached_then_refreshed_after_expiry() {
+    let Some(p) = shared() else { return };
+    // Tokens for this resource live 2 s, so the source replaces them after 1 s.
+    let resource = "https://upstream.test/short-ttl";
+    let (src, http) = upstream_source(&p.issuer, "moat-upstream-secret", resource, UpstreamGrant::ClientCredentials);
+    let rt = rt();
+    let first = rt.block_on(src.token()).unwrap();
+    let principal = verified_by_upstream(&p.issuer, resource, first.expose());
+    assert_eq!(principal.subject, "moat-upstream");
+    assert!(principal.has_scope("mcp:read") && principal.has_scope("mcp:write"));
+    // Cached: no second request.
+    let again = rt.block_on(src.token()).unwrap();
+    assert_eq!(again.expose(), first.expose());
+    assert_eq!(http.posts.load(Ordering::SeqCst), 1);
+    // Past the refresh point: a new token from the provider.
+    std::thread::sleep(Duration::from_millis(1100));
+    let fresh = rt.block_on(src.token()).unwrap();
+    assert_ne!(fresh.expose(), first.expose());
+    assert_eq!(http.posts.load(Ordering::SeqCst), 2);
+    verified_by_upstream(&p.issuer, resource, fresh.expose());
+}
+
+#[test]
+fn upstream_token_is_fetched_once_for_concurrent_callers_and_replaced_when_rejected() {
+    let Some(p) = shared() else { return };
+    let resource = "https://upstream.test/mcp";
+    let (src, http) = upstream_source(&p.issuer, "moat-upstream-secret", resource, UpstreamGrant::ClientCredentials);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let tokens: Vec<String> = rt.block_on(async {
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let s = src.clone();
+                tokio::spawn(async move { s.token().await.unwrap().expose().to_owned() })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    });
+    assert_eq!(http.posts.load(Ordering::SeqCst), 1);
+    assert!(tokens.iter().all(|t| t == &tokens[0]));
+    // The upstream answered 401 with this token: the next call gets another.
+    let current = rt.block_on(src.token()).unwrap();
+    src.rejected(current.authorization());
+    let next = rt.block_on(src.token()).unwrap();
+    assert_ne!(next.expose(), current.expose());
+    assert_eq!(http.posts.load(Ordering::SeqCst), 2);
+    assert_eq!(claims_of(next.expose())["aud"], resource);
+}
+
+#[test]
+fn upstream_token_with_a_wrong_secret_is_a_clear_error() {
+    let Some(p) = shared() else { return };
+    let (src, _) =
+        upstream_source(&p.issuer, "not-the-secret", "https://upstream.test/mcp", UpstreamGrant::ClientCredentials);
+    let e = rt().block_on(src.token()).unwrap_err();
+    assert!(matches!(&e, UpstreamTokenError::Refused { error, status: 401, .. } if error == "invalid_client"), "{e:?}");
+    assert!(e.to_string().contains("refused client `moat-upstream` a token for upstream `api`"), "{e}");
+    assert!(e.help().unwrap().contains("client_secret"));
+    assert!(!format!("{e} {e:?} {src:?}").contains("not-the-secret"));
+    // An unknown resource is refused too, with its own advice.
+    let (src, _) = upstream_source(
+        &p.issuer,
+        "moat-upstream-secret",
+        "https://unknown.example/mcp",
+        UpstreamGrant::ClientCredentials,
+    );
+    let e = rt().block_on(src.token()).unwrap_err();
+    assert!(matches!(&e, UpstreamTokenError::Refused { error, .. } if error == "invalid_target"), "{e:?}");
+    assert!(e.help().unwrap().contains("resource"));
+}
+
+#[test]
+fn token_exchange_yields_a_token_for_the_upstream_on_behalf_of_the_caller() {
+    let Some(p) = shared() else { return };
+    let rt = rt();
+    // The caller's token, issued for Moat (its audience is Moat, not the upstream).
+    let caller = rt.block_on(jwt_for(&p.issuer, "mcp:read mcp:write", AUDIENCE));
+    assert_eq!(claims_of(&caller)["sub"], "moat-cc");
+    let resource = "https://upstream.test/mcp";
+    let (src, http) = upstream_source(&p.issuer, "moat-upstream-secret", resource, UpstreamGrant::TokenExchange);
+    let exchanged = rt.block_on(src.exchange(&caller)).unwrap();
+    assert_ne!(exchanged.expose(), caller, "the caller's token is never what the upstream gets");
+    // The upstream accepts it: its audience; the subject is still the original caller.
+    let principal = verified_by_upstream(&p.issuer, resource, exchanged.expose());
+    assert_eq!(principal.subject, "moat-cc");
+    assert_eq!(principal.client_id.as_deref(), Some("moat-upstream"));
+    assert_eq!(claims_of(exchanged.expose())["act"]["sub"], "moat-upstream");
+    // Moat's own audience refuses it, and the caller's token is refused by the upstream.
+    let own = validator(settings(&p.issuer), counting());
+    assert_eq!(refused_because(rt.block_on(own.validate_token(exchanged.expose()))), InvalidTokenReason::WrongAudience);
+    let upstream = validator(OAuthSettings::new(resource, Some(p.issuer.clone())), counting());
+    assert_eq!(refused_because(rt.block_on(upstream.validate_token(&caller))), InvalidTokenReason::WrongAudience);
+    // Cached per subject token: the same caller token exchanges once.
+    assert_eq!(rt.block_on(src.exchange(&caller)).unwrap().expose(), exchanged.expose());
+    assert_eq!(http.posts.load(Ordering::SeqCst), 1);
+    // A token that was not issued for Moat cannot be exchanged.
+    let foreign = rt.block_on(jwt_for(&p.issuer, "mcp:read", OTHER_AUDIENCE));
+    let e = rt.block_on(src.exchange(&foreign)).unwrap_err();
+    assert!(matches!(&e, UpstreamTokenError::Refused { error, .. } if error == "invalid_grant"), "{e:?}");
 }
