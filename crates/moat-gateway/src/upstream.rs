@@ -3,11 +3,12 @@
 //! router as an [`UpstreamEvent`].
 
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use moat_config::{EnvValue, UpstreamConfig};
-use moat_mcp::transport::{http::HttpTransport, stdio::StdioTransport, Transport};
+use moat_mcp::transport::http::{HttpTransport, UpstreamAuthorization};
+use moat_mcp::transport::{stdio::StdioTransport, Transport};
 use moat_mcp::{jsonrpc, Connection, Inbound, ProtocolVersion};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
@@ -57,6 +58,9 @@ pub struct Upstream {
     info: RwLock<Option<UpstreamInfo>>,
     ready: watch::Sender<bool>,
     stop: watch::Sender<bool>,
+    /// Moat's OAuth token source for this upstream (`[upstream.oauth]`), made on first use and
+    /// kept across reconnects so that its cached token is too.
+    token_source: Mutex<Option<moat_auth::UpstreamTokenSource>>,
 }
 
 impl Upstream {
@@ -78,6 +82,7 @@ impl Upstream {
             info: RwLock::new(None),
             ready,
             stop,
+            token_source: Mutex::new(None),
         });
         tokio::spawn(up.clone().supervise(events));
         up
@@ -200,13 +205,55 @@ impl Upstream {
             let (conn, events) = Connection::start(&self.name, Transport::Stdio(t), rx);
             Ok((conn, events, Some(exit)))
         } else if let Some(url) = &self.config.url {
-            let (t, rx) =
-                HttpTransport::new(&self.name, url, HttpTransport::default_client(), self.upstream_headers()?);
+            let (client, headers) = (HttpTransport::default_client(), self.upstream_headers()?);
+            let (t, rx) = match self.token_source()? {
+                Some(source) => HttpTransport::with_authorization(
+                    &self.name,
+                    url,
+                    client,
+                    headers,
+                    Arc::new(OAuthAuthorization(source)),
+                ),
+                None => HttpTransport::new(&self.name, url, client, headers),
+            };
             let (conn, events) = Connection::start(&self.name, Transport::Http(t), rx);
             Ok((conn, events, None))
         } else {
             Err("upstream has neither a command nor a URL".into())
         }
+    }
+
+    /// The OAuth token source of an `[upstream.oauth]` upstream (`None` without one), made
+    /// the first time: the client secret is resolved then.
+    ///
+    /// # Errors
+    /// When the secret cannot be resolved or the settings cannot work; the message names the
+    /// upstream and the reference, never the secret.
+    pub fn token_source(&self) -> Result<Option<moat_auth::UpstreamTokenSource>, String> {
+        let Some(oauth) = &self.config.oauth else { return Ok(None) };
+        let mut slot = self.token_source.lock().map_err(|_| "token source lock poisoned".to_string())?;
+        if let Some(source) = slot.as_ref() {
+            return Ok(Some(source.clone()));
+        }
+        let secret = oauth.client_secret.resolve(&self.base_dir).map_err(|e| e.to_string())?;
+        let secret = secret.expose_str().ok_or_else(|| format!("secret `{}` is not UTF-8", oauth.client_secret))?;
+        let mut settings = moat_auth::UpstreamTokenSettings::new(
+            &self.name,
+            &oauth.token_url,
+            &oauth.client_id,
+            moat_auth::ClientSecret::new(secret.trim()),
+        );
+        settings.scope = oauth.scope.0.clone();
+        settings.resource = oauth.effective_resource(self.config.url.as_deref()).map(str::to_owned);
+        settings.audience = oauth.audience.clone();
+        settings.grant = match oauth.grant {
+            moat_config::upstream::UpstreamGrant::ClientCredentials => moat_auth::UpstreamGrant::ClientCredentials,
+            moat_config::upstream::UpstreamGrant::TokenExchange => moat_auth::UpstreamGrant::TokenExchange,
+        };
+        let http = moat_auth::ReqwestClient::new().map_err(|e| e.to_string())?;
+        let source = moat_auth::UpstreamTokenSource::new(settings, Arc::new(http)).map_err(|e| e.to_string())?;
+        *slot = Some(source.clone());
+        Ok(Some(source))
     }
 
     /// Moat's own credentials for an HTTP upstream, resolved now (so a rotated secret file
@@ -307,5 +354,28 @@ impl Upstream {
             server_info: result.get("serverInfo").cloned().unwrap_or_else(|| json!({})),
             instructions: result.get("instructions").and_then(Value::as_str).map(str::to_string),
         })
+    }
+}
+
+/// Presents Moat's OAuth token for an upstream on each request of its transport: the
+/// `moat-auth` token source behind the transport's `UpstreamAuthorization` seam.
+#[derive(Debug)]
+struct OAuthAuthorization(moat_auth::UpstreamTokenSource);
+
+impl UpstreamAuthorization for OAuthAuthorization {
+    fn authorization(&self) -> futures_util::future::BoxFuture<'_, Result<reqwest::header::HeaderValue, String>> {
+        Box::pin(async move {
+            match self.0.token().await {
+                Ok(token) => Ok(token.authorization().clone()),
+                Err(e) => Err(match e.help() {
+                    Some(help) => format!("{e} (help: {help})"),
+                    None => e.to_string(),
+                }),
+            }
+        })
+    }
+
+    fn rejected(&self, value: &reqwest::header::HeaderValue) {
+        self.0.rejected(value);
     }
 }

@@ -3,15 +3,17 @@
 //! Every outbound message is one POST; the answer comes back as JSON or as an event stream
 //! whose messages are tagged with the request they belong to. A GET stream carries
 //! server-initiated messages. Streams that break are resumed with `Last-Event-ID` when the
-//! server gave event ids. Moat presents its own credentials (`headers`); a client's token
-//! never reaches this code.
+//! server gave event ids. Moat presents its own credentials (`headers`, and the
+//! `Authorization` value an [`UpstreamAuthorization`] supplies for each request); a client's
+//! token never reaches this code.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use tokio::sync::mpsc;
 
 use super::{synthesized_error, Inbound, Outbound, TransportError};
@@ -23,6 +25,19 @@ const SESSION_HEADER: &str = "mcp-session-id";
 const VERSION_HEADER: &str = "mcp-protocol-version";
 /// How often a broken response stream is resumed before the request fails.
 const MAX_RESUMES: usize = 3;
+
+/// Supplies the `Authorization` value of each request to an HTTP upstream: Moat's own
+/// credential, such as an OAuth access token it obtained and refreshes. This crate needs no
+/// knowledge of how the value is made (the gateway implements this over `moat-auth`).
+pub trait UpstreamAuthorization: Send + Sync + std::fmt::Debug {
+    /// The value for the next request. The error is logged (it must hold no secret); the
+    /// request then fails with "upstream unavailable".
+    fn authorization(&self) -> BoxFuture<'_, Result<HeaderValue, String>>;
+
+    /// The upstream answered 401 to a request that carried `value`: drop it, so that the next
+    /// [`UpstreamAuthorization::authorization`] makes a new one. The POST is retried once.
+    fn rejected(&self, value: &HeaderValue);
+}
 
 /// Client side of one upstream session.
 #[derive(Debug, Clone)]
@@ -36,6 +51,7 @@ struct Inner {
     url: String,
     client: reqwest::Client,
     headers: HeaderMap,
+    authorization: Option<Arc<dyn UpstreamAuthorization>>,
     session: Mutex<Option<HeaderValue>>,
     version: Mutex<Option<HeaderValue>>,
     tx: mpsc::Sender<Inbound>,
@@ -51,6 +67,28 @@ impl HttpTransport {
         client: reqwest::Client,
         headers: HeaderMap,
     ) -> (HttpTransport, mpsc::Receiver<Inbound>) {
+        Self::build(name, url, client, headers, None)
+    }
+
+    /// Like [`HttpTransport::new`], with `authorization` supplying the `Authorization` header
+    /// of every request (a message that carries its own `Authorization` keeps it).
+    pub fn with_authorization(
+        name: &str,
+        url: &str,
+        client: reqwest::Client,
+        headers: HeaderMap,
+        authorization: Arc<dyn UpstreamAuthorization>,
+    ) -> (HttpTransport, mpsc::Receiver<Inbound>) {
+        Self::build(name, url, client, headers, Some(authorization))
+    }
+
+    fn build(
+        name: &str,
+        url: &str,
+        client: reqwest::Client,
+        headers: HeaderMap,
+        authorization: Option<Arc<dyn UpstreamAuthorization>>,
+    ) -> (HttpTransport, mpsc::Receiver<Inbound>) {
         let (tx, rx) = mpsc::channel(256);
         let (closed, _) = tokio::sync::watch::channel(false);
         let inner = Inner {
@@ -58,6 +96,7 @@ impl HttpTransport {
             url: url.to_string(),
             client,
             headers,
+            authorization,
             session: Mutex::new(None),
             version: Mutex::new(None),
             tx,
@@ -98,6 +137,40 @@ impl HttpTransport {
         h
     }
 
+    /// The `Authorization` value Moat adds to a request whose own headers are
+    /// `message_headers`: none without an [`UpstreamAuthorization`] or when the message
+    /// carries its own. `Err` holds the message for the client.
+    async fn own_authorization(&self, message_headers: &HeaderMap) -> Result<Option<HeaderValue>, String> {
+        let Some(auth) = &self.inner.authorization else { return Ok(None) };
+        if message_headers.contains_key(AUTHORIZATION) {
+            return Ok(None);
+        }
+        match auth.authorization().await {
+            Ok(mut v) => {
+                v.set_sensitive(true);
+                Ok(Some(v))
+            }
+            Err(e) => {
+                tracing::warn!(upstream = %self.inner.name, error = %e, "no credential for the upstream");
+                Err(format!("upstream `{}` is unavailable: Moat could not obtain its credential", self.inner.name))
+            }
+        }
+    }
+
+    /// One POST of `out`, with Moat's `Authorization` value when there is one.
+    async fn send_post(&self, out: &Outbound, auth: Option<&HeaderValue>) -> reqwest::Result<reqwest::Response> {
+        let mut req = self.inner.client.post(&self.inner.url).headers(self.request_headers());
+        if let Some(v) = auth {
+            req = req.header(AUTHORIZATION, v.clone());
+        }
+        req.headers(out.headers.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, "application/json, text/event-stream")
+            .body(out.bytes.clone())
+            .send()
+            .await
+    }
+
     pub async fn send(&self, out: Outbound) -> Result<(), TransportError> {
         if *self.inner.closed.borrow() {
             return Err(TransportError::Closed);
@@ -110,17 +183,24 @@ impl HttpTransport {
 
     async fn post(&self, out: Outbound) {
         let is_initialize = out.method.as_deref() == Some("initialize");
-        let resp = self
-            .inner
-            .client
-            .post(&self.inner.url)
-            .headers(self.request_headers())
-            .headers(out.headers)
-            .header(CONTENT_TYPE, "application/json")
-            .header(ACCEPT, "application/json, text/event-stream")
-            .body(out.bytes)
-            .send()
-            .await;
+        let mut auth = match self.own_authorization(&out.headers).await {
+            Ok(a) => a,
+            Err(message) => return self.fail(out.request_id.as_ref(), &message).await,
+        };
+        let mut resp = self.send_post(&out, auth.as_ref()).await;
+        if let (Some(rejected), Some(hook)) = (&auth, &self.inner.authorization) {
+            if resp.as_ref().is_ok_and(|r| r.status() == reqwest::StatusCode::UNAUTHORIZED) {
+                // Moat's own credential was refused (expired or revoked early): drop it and
+                // retry once with a new one. The upstream did not process the message.
+                tracing::info!(upstream = %self.inner.name, "upstream refused Moat's credential; retrying with a new one");
+                hook.rejected(rejected);
+                auth = match self.own_authorization(&out.headers).await {
+                    Ok(a) => a,
+                    Err(message) => return self.fail(out.request_id.as_ref(), &message).await,
+                };
+                resp = self.send_post(&out, auth.as_ref()).await;
+            }
+        }
         let id = out.request_id;
         let resp = match resp {
             Ok(r) => r,
@@ -185,15 +265,12 @@ impl HttpTransport {
         while !answered && id.is_some() && resumes < MAX_RESUMES {
             let Some(last) = decoder.last_event_id().map(str::to_string) else { break };
             resumes += 1;
-            let resp = self
-                .inner
-                .client
-                .get(&self.inner.url)
-                .headers(self.request_headers())
-                .header(ACCEPT, "text/event-stream")
-                .header("last-event-id", last)
-                .send()
-                .await;
+            let Ok(auth) = self.own_authorization(&HeaderMap::new()).await else { break };
+            let mut req = self.inner.client.get(&self.inner.url).headers(self.request_headers());
+            if let Some(v) = auth {
+                req = req.header(AUTHORIZATION, v);
+            }
+            let resp = req.header(ACCEPT, "text/event-stream").header("last-event-id", last).send().await;
             match resp {
                 Ok(r) if r.status().is_success() => answered = self.pump(r, &mut decoder, id.as_ref()).await,
                 _ => break,
@@ -259,6 +336,10 @@ impl HttpTransport {
                     .get(&this.inner.url)
                     .headers(this.request_headers())
                     .header(ACCEPT, "text/event-stream");
+                let auth = this.own_authorization(&HeaderMap::new()).await.ok().flatten();
+                if let Some(v) = &auth {
+                    req = req.header(AUTHORIZATION, v.clone());
+                }
                 if let Some(last) = decoder.last_event_id() {
                     req = req.header("last-event-id", last.to_string());
                 }
@@ -273,6 +354,11 @@ impl HttpTransport {
                         this.close();
                         return;
                     }
+                    Ok(r) if r.status().as_u16() == 401 => {
+                        if let (Some(v), Some(hook)) = (&auth, &this.inner.authorization) {
+                            hook.rejected(v);
+                        }
+                    }
                     _ => {}
                 }
                 tokio::time::sleep(backoff).await;
@@ -283,7 +369,11 @@ impl HttpTransport {
 
     pub async fn shutdown(&self) {
         if self.has_session() {
-            let _ = self.inner.client.delete(&self.inner.url).headers(self.request_headers()).send().await;
+            let mut req = self.inner.client.delete(&self.inner.url).headers(self.request_headers());
+            if let Ok(Some(v)) = self.own_authorization(&HeaderMap::new()).await {
+                req = req.header(AUTHORIZATION, v);
+            }
+            let _ = req.send().await;
         }
         self.close();
     }
