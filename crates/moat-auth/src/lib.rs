@@ -72,6 +72,6 @@ pub use settings::{
     is_loopback_url, require_https_or_loopback, ClientSecret, OAuthSettings, DEFAULT_LEEWAY_SECONDS, MAX_LEEWAY_SECONDS,
 };
 pub use upstream_token::{
-    AccessToken, UpstreamGrant, UpstreamTokenError, UpstreamTokenSettings, UpstreamTokenSource, ACCESS_TOKEN_TYPE,
-    TOKEN_EXCHANGE_GRANT,
+    AccessToken, SubjectToken, UpstreamGrant, UpstreamTokenError, UpstreamTokenSettings, UpstreamTokenSource,
+    ACCESS_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT,
 };

@@ -170,6 +170,31 @@ impl fmt::Debug for AccessToken {
     }
 }
 
+/// A caller's access token, kept only to be exchanged (RFC 8693). Not printable; zeroized on
+/// drop; never sent anywhere but to the token endpoint as `subject_token`.
+#[derive(Clone)]
+pub struct SubjectToken(Arc<Zeroizing<String>>);
+
+impl SubjectToken {
+    /// The bearer token of a request that `principal` was authenticated by: only an OAuth
+    /// access token (JWT or introspected), never an API key.
+    pub fn from_request(principal: &crate::Principal, headers: &http::HeaderMap) -> Option<SubjectToken> {
+        if !matches!(principal.auth_method, crate::AuthMethod::Jwt | crate::AuthMethod::Introspection) {
+            return None;
+        }
+        match crate::header::bearer_token(headers) {
+            crate::header::Bearer::Token(t) => Some(SubjectToken(Arc::new(Zeroizing::new(t.to_owned())))),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Debug for SubjectToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SubjectToken(***)")
+    }
+}
+
 /// Why no token could be obtained. Messages name the upstream and the client, never a secret.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -295,7 +320,11 @@ impl UpstreamTokenSource {
     /// # Errors
     /// [`UpstreamTokenError::Settings`] when the grant is not token exchange; else as
     /// [`UpstreamTokenSource::token`].
-    pub async fn exchange(&self, subject_token: &str) -> Result<Arc<AccessToken>, UpstreamTokenError> {
+    pub async fn exchange(&self, subject: &SubjectToken) -> Result<Arc<AccessToken>, UpstreamTokenError> {
+        self.exchange_str(subject.0.as_str()).await
+    }
+
+    async fn exchange_str(&self, subject_token: &str) -> Result<Arc<AccessToken>, UpstreamTokenError> {
         if self.inner.settings.grant != UpstreamGrant::TokenExchange {
             return Err(UpstreamTokenError::Settings {
                 upstream: self.inner.settings.upstream.clone(),
@@ -651,13 +680,13 @@ mod tests {
         let body = r#"{"access_token":"x-{n}","token_type":"Bearer","expires_in":600,"issued_token_type":"urn:ietf:params:oauth:token-type:access_token"}"#;
         let (src, fake) = source(200, body, Duration::ZERO, UpstreamGrant::TokenExchange);
         let rt = rt();
-        let a = rt.block_on(src.exchange("alice-token")).unwrap();
+        let a = rt.block_on(src.exchange_str("alice-token")).unwrap();
         let form = fake.last_form.lock().unwrap().clone();
         assert!(form.contains(&("grant_type".into(), TOKEN_EXCHANGE_GRANT.into())));
         assert!(form.contains(&("subject_token".into(), "alice-token".into())));
         assert!(form.contains(&("subject_token_type".into(), ACCESS_TOKEN_TYPE.into())));
-        assert_eq!(rt.block_on(src.exchange("alice-token")).unwrap().expose(), a.expose());
-        let b = rt.block_on(src.exchange("bob-token")).unwrap();
+        assert_eq!(rt.block_on(src.exchange_str("alice-token")).unwrap().expose(), a.expose());
+        let b = rt.block_on(src.exchange_str("bob-token")).unwrap();
         assert_ne!(a.expose(), b.expose());
         assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
         // The map holds hashes, never the subject tokens.
@@ -668,14 +697,14 @@ mod tests {
         s.max_exchange_entries = 2;
         let small = UpstreamTokenSource::new(s, fake.clone()).unwrap();
         for who in ["a", "b", "c"] {
-            rt.block_on(small.exchange(who)).unwrap();
+            rt.block_on(small.exchange_str(who)).unwrap();
         }
         assert_eq!(small.inner.exchanged.lock().unwrap().len(), 1);
         // Missing `issued_token_type` is refused; client credentials cannot exchange.
         let (src, _) = source(200, GOOD, Duration::ZERO, UpstreamGrant::TokenExchange);
-        assert!(rt.block_on(src.exchange("t")).unwrap_err().to_string().contains("issued_token_type"));
+        assert!(rt.block_on(src.exchange_str("t")).unwrap_err().to_string().contains("issued_token_type"));
         let (src, _) = source(200, GOOD, Duration::ZERO, UpstreamGrant::ClientCredentials);
-        assert!(matches!(rt.block_on(src.exchange("t")), Err(UpstreamTokenError::Settings { .. })));
+        assert!(matches!(rt.block_on(src.exchange_str("t")), Err(UpstreamTokenError::Settings { .. })));
     }
 
     #[test]

@@ -26,7 +26,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use moat_auth::{
     AuthError, AuthMethod, Authenticator, BoxFuture, ClientSecret, FetchError, HttpClient, HttpResponse,
-    InvalidTokenReason, OAuthSettings, OAuthValidator, ReqwestClient, UpstreamGrant, UpstreamTokenError,
+    InvalidTokenReason, OAuthSettings, OAuthValidator, ReqwestClient, SubjectToken, UpstreamGrant, UpstreamTokenError,
     UpstreamTokenSettings, UpstreamTokenSource,
 };
 use reqwest::Url;
@@ -681,7 +681,12 @@ fn token_exchange_yields_a_token_for_the_upstream_on_behalf_of_the_caller() {
     assert_eq!(claims_of(&caller)["sub"], "moat-cc");
     let resource = "https://upstream.test/mcp";
     let (src, http) = upstream_source(&p.issuer, "moat-upstream-secret", resource, UpstreamGrant::TokenExchange);
-    let exchanged = rt.block_on(src.exchange(&caller)).unwrap();
+    // As the gateway does: the caller is authenticated first, then its token is kept to exchange.
+    let own = validator(settings(&p.issuer), counting());
+    let principal = rt.block_on(own.validate_token(&caller)).unwrap();
+    let subject = SubjectToken::from_request(&principal, &bearer(&caller)).unwrap();
+    assert_eq!(format!("{subject:?}"), "SubjectToken(***)");
+    let exchanged = rt.block_on(src.exchange(&subject)).unwrap();
     assert_ne!(exchanged.expose(), caller, "the caller's token is never what the upstream gets");
     // The upstream accepts it: its audience; the subject is still the original caller.
     let principal = verified_by_upstream(&p.issuer, resource, exchanged.expose());
@@ -689,15 +694,21 @@ fn token_exchange_yields_a_token_for_the_upstream_on_behalf_of_the_caller() {
     assert_eq!(principal.client_id.as_deref(), Some("moat-upstream"));
     assert_eq!(claims_of(exchanged.expose())["act"]["sub"], "moat-upstream");
     // Moat's own audience refuses it, and the caller's token is refused by the upstream.
-    let own = validator(settings(&p.issuer), counting());
     assert_eq!(refused_because(rt.block_on(own.validate_token(exchanged.expose()))), InvalidTokenReason::WrongAudience);
     let upstream = validator(OAuthSettings::new(resource, Some(p.issuer.clone())), counting());
     assert_eq!(refused_because(rt.block_on(upstream.validate_token(&caller))), InvalidTokenReason::WrongAudience);
     // Cached per subject token: the same caller token exchanges once.
-    assert_eq!(rt.block_on(src.exchange(&caller)).unwrap().expose(), exchanged.expose());
+    assert_eq!(rt.block_on(src.exchange(&subject)).unwrap().expose(), exchanged.expose());
     assert_eq!(http.posts.load(Ordering::SeqCst), 1);
     // A token that was not issued for Moat cannot be exchanged.
     let foreign = rt.block_on(jwt_for(&p.issuer, "mcp:read", OTHER_AUDIENCE));
+    let mut api_key_principal = principal.clone();
+    api_key_principal.auth_method = AuthMethod::ApiKey;
+    assert!(
+        SubjectToken::from_request(&api_key_principal, &bearer(&foreign)).is_none(),
+        "API keys are never exchanged"
+    );
+    let foreign = SubjectToken::from_request(&principal, &bearer(&foreign)).unwrap();
     let e = rt.block_on(src.exchange(&foreign)).unwrap_err();
     assert!(matches!(&e, UpstreamTokenError::Refused { error, .. } if error == "invalid_grant"), "{e:?}");
 }
