@@ -84,6 +84,99 @@ pub struct PolicyConfig {
     /// Cedar policy files. None: every authenticated request is permitted.
     #[serde(default)]
     pub files: Vec<PathBuf>,
+    /// Scopes that particular methods or tools need on top of `[auth] required_scopes`
+    /// (`[[policy.scopes]]`). A caller without them gets 403 `insufficient_scope` and can step up.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<ScopeRule>,
+}
+
+/// One `[[policy.scopes]]` rule: a request that matches `method` and `tool` needs `scopes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeRule {
+    /// MCP method, `*` wildcards allowed (`tools/call`, `resources/*`). Default: `tools/call`
+    /// when `tool` is set, else every method.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Tool name as clients see it through the gateway, `*` wildcards allowed; the rule then
+    /// applies to `tools/call` of matching tools only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// Scopes the request needs.
+    pub scopes: Vec<String>,
+}
+
+impl ScopeRule {
+    /// True when this rule applies to a `method` request (and, for `tools/call`, to `tool`).
+    pub fn applies(&self, method: &str, tool: Option<&str>) -> bool {
+        let method_pattern = self.method.as_deref().unwrap_or(if self.tool.is_some() { "tools/call" } else { "*" });
+        if !crate::guards::glob_match(method_pattern, method) {
+            return false;
+        }
+        match (&self.tool, tool) {
+            (None, _) => true,
+            (Some(pattern), Some(name)) => crate::guards::glob_match(pattern, name),
+            (Some(_), None) => false,
+        }
+    }
+}
+
+impl PolicyConfig {
+    /// The scopes a `method` request (naming `tool`, for `tools/call`) needs by `[[policy.scopes]]`,
+    /// each once, in rule order.
+    pub fn scopes_for(&self, method: &str, tool: Option<&str>) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for rule in self.scopes.iter().filter(|r| r.applies(method, tool)) {
+            for s in &rule.scopes {
+                if !out.contains(&s.as_str()) {
+                    out.push(s);
+                }
+            }
+        }
+        out
+    }
+
+    /// Every meaning error; scope rules need a mode in which callers have scopes.
+    pub fn problems(&self, mode: AuthMode) -> Vec<AuthProblem> {
+        let mut out = Vec::new();
+        for (i, rule) in self.scopes.iter().enumerate() {
+            let key = format!("policy.scopes[{i}]");
+            if mode == AuthMode::None {
+                out.push(AuthProblem {
+                    key: key.clone(),
+                    message: "scope rules need `auth.mode = \"oauth\"` or `\"api_key\"`; without authentication no caller has scopes".into(),
+                    help: None,
+                });
+            }
+            if rule.scopes.is_empty() {
+                out.push(AuthProblem { key: format!("{key}.scopes"), message: "the rule lists no scopes".into(), help: None });
+            }
+            for scope in &rule.scopes {
+                if !valid_scope(scope) {
+                    out.push(AuthProblem {
+                        key: format!("{key}.scopes"),
+                        message: format!("`{scope}` is not a valid scope"),
+                        help: None,
+                    });
+                }
+            }
+            if let (Some(m), Some(_)) = (&rule.method, &rule.tool) {
+                if !crate::guards::glob_match(m, "tools/call") {
+                    out.push(AuthProblem {
+                        key: format!("{key}.tool"),
+                        message: format!("`tool` applies to `tools/call` only, but `method` is `{m}`"),
+                        help: Some("leave `method` out, or write a separate rule"),
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
+/// RFC 6749 §3.3 scope-token characters.
+fn valid_scope(scope: &str) -> bool {
+    !scope.is_empty() && scope.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
 }
 
 /// One meaning error in `[auth]`: the key (`auth.issuer`), a message, and optional help.
@@ -182,9 +275,7 @@ impl AuthConfig {
             push("auth.audience", "the audience is empty".into(), Some("leave it out to use `gateway.public_url`"));
         }
         for (i, scope) in self.required_scopes.iter().chain(&self.scopes_supported).enumerate() {
-            let valid = !scope.is_empty()
-                && scope.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b));
-            if !valid {
+            if !valid_scope(scope) {
                 let key = if i < self.required_scopes.len() { "auth.required_scopes" } else { "auth.scopes_supported" };
                 push(key, format!("`{scope}` is not a valid scope"), None);
             }
@@ -243,6 +334,37 @@ mod tests {
         assert_eq!(c.mode, AuthMode::Oauth);
         assert_eq!(c.client_secret, Some(SecretRef::Env("MOAT_CLIENT_SECRET".into())));
         assert!(c.problems().is_empty(), "{:?}", c.problems());
+    }
+
+    #[test]
+    fn scope_rules_match_methods_and_tools_and_take_the_union() {
+        let text = r#"
+            [[scopes]]
+            tool = "files__write_*"
+            scopes = ["files:write"]
+            [[scopes]]
+            method = "resources/*"
+            scopes = ["files:read"]
+            [[scopes]]
+            scopes = ["mcp:use", "files:write"]
+        "#;
+        let p: PolicyConfig = toml::from_str(text).unwrap();
+        assert_eq!(p.scopes_for("tools/call", Some("files__write_file")), ["files:write", "mcp:use"]);
+        assert_eq!(p.scopes_for("tools/call", Some("files__read_file")), ["mcp:use", "files:write"]);
+        assert_eq!(p.scopes_for("resources/read", None), ["files:read", "mcp:use", "files:write"]);
+        // A tool rule never applies to another method, nor to a call that names no tool.
+        assert_eq!(p.scopes_for("prompts/get", Some("files__write_file")), ["mcp:use", "files:write"]);
+        assert_eq!(p.scopes_for("tools/call", None), ["mcp:use", "files:write"]);
+        assert!(p.problems(AuthMode::ApiKey).is_empty());
+    }
+
+    #[test]
+    fn scope_rules_need_authentication_and_valid_scopes() {
+        let p: PolicyConfig =
+            toml::from_str("[[scopes]]\nmethod = \"prompts/get\"\ntool = \"x\"\nscopes = [\"a b\"]").unwrap();
+        let keys: Vec<String> = p.problems(AuthMode::None).into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["policy.scopes[0]", "policy.scopes[0].scopes", "policy.scopes[0].tool"]);
+        assert!(toml::from_str::<PolicyConfig>("[[scopes]]\ntool = \"x\"").is_err(), "scopes is required");
     }
 
     #[test]
