@@ -83,7 +83,8 @@ pub struct UpstreamOAuthConfig {
     /// Scopes to ask for: a list, or one space-separated string.
     #[serde(default, skip_serializing_if = "Scopes::is_empty")]
     pub scope: Scopes,
-    /// RFC 8707 resource indicator of the upstream. Default: the upstream's `url`.
+    /// RFC 8707 resource indicator of the upstream. Default: the upstream's `url`. `""` sends
+    /// none (Microsoft Entra ID v2 refuses the parameter; it takes the target from `scope`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource: Option<String>,
     /// `audience` parameter, for authorization servers that name targets that way.
@@ -96,9 +97,9 @@ pub struct UpstreamOAuthConfig {
 }
 
 impl UpstreamOAuthConfig {
-    /// The resource indicator sent: `resource`, else the upstream's URL.
+    /// The resource indicator sent: `resource`, else the upstream's URL; none for `""`.
     pub fn effective_resource<'a>(&'a self, upstream_url: Option<&'a str>) -> Option<&'a str> {
-        self.resource.as_deref().or(upstream_url)
+        self.resource.as_deref().or(upstream_url).filter(|r| !r.is_empty())
     }
 }
 

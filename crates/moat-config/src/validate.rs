@@ -4,7 +4,8 @@ use std::collections::HashSet;
 
 use crate::auth::url_problem;
 use crate::secret::inline_secret_reason;
-use crate::upstream::UpstreamOAuthConfig;
+use crate::auth::AuthMode;
+use crate::upstream::{UpstreamGrant, UpstreamOAuthConfig};
 use crate::{Config, ConfigError, ConfigErrors, EnvValue, Origin, UpstreamConfig};
 
 pub(crate) fn validate(config: &Config, source: &str, origin: &Origin) -> Result<(), ConfigErrors> {
@@ -162,7 +163,8 @@ pub(crate) fn validate(config: &Config, source: &str, origin: &Origin) -> Result
             }
         }
         if let Some(oauth) = &u.oauth {
-            upstream_oauth_problems(oauth, u, &|k: &str| format!("upstream[{i}].oauth.{k}"), &mut err);
+            let at = |k: &str| format!("upstream[{i}].oauth.{k}");
+            upstream_oauth_problems(oauth, u, config.auth.mode, &at, &mut err);
         }
         for (name, value) in &u.env {
             if let EnvValue::Literal(v) = value {
@@ -182,7 +184,7 @@ pub(crate) fn validate(config: &Config, source: &str, origin: &Origin) -> Result
         }
     }
 
-    for p in config.auth.problems() {
+    for p in config.auth.problems().into_iter().chain(config.policy.problems(config.auth.mode)) {
         let e = ConfigError::at(origin, source, &p.key, p.message);
         errors.push(match p.help {
             Some(h) => e.with_help(h),
@@ -201,6 +203,7 @@ pub(crate) fn validate(config: &Config, source: &str, origin: &Origin) -> Result
 fn upstream_oauth_problems(
     oauth: &UpstreamOAuthConfig,
     u: &UpstreamConfig,
+    auth_mode: AuthMode,
     at: &dyn Fn(&str) -> String,
     err: &mut dyn FnMut(&str, String, Option<&str>),
 ) {
@@ -231,7 +234,7 @@ fn upstream_oauth_problems(
             err(&at("scope"), format!("`{scope}` is not a valid scope"), None);
         }
     }
-    if let Some(resource) = &oauth.resource {
+    if let Some(resource) = oauth.resource.as_ref().filter(|r| !r.is_empty()) {
         // RFC 8707 §2: an absolute URI without a fragment.
         let absolute = resource.split_once("://").is_some_and(|(scheme, rest)| {
             !scheme.is_empty()
@@ -248,5 +251,14 @@ fn upstream_oauth_problems(
     }
     if oauth.audience.as_deref().is_some_and(str::is_empty) {
         err(&at("audience"), "the audience is empty".into(), None);
+    }
+    if oauth.grant == UpstreamGrant::TokenExchange && auth_mode != AuthMode::Oauth {
+        // Without OAuth callers there is no token to exchange; acting as Moat instead would
+        // give every caller Moat's own rights at the upstream.
+        err(
+            &at("grant"),
+            "`grant = \"token_exchange\"` needs callers with OAuth access tokens".into(),
+            Some("set `[auth] mode = \"oauth\"`, or use `grant = \"client_credentials\"`"),
+        );
     }
 }

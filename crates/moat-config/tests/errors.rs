@@ -109,12 +109,15 @@ fn upstream_oauth_parses_with_defaults() {
     let list = src.replace(
         "scope = \"mcp:read mcp:write\"",
         "scope = [\"mcp:read\"]\ngrant = \"token_exchange\"\nresource = \"https://api.example\"",
-    );
+    ) + "[auth]\nmode = \"oauth\"\nissuer = \"https://login.example\"\n";
     let c = parse(&list, Origin::File("moat.toml".into())).unwrap().config;
     let o = c.upstreams[0].oauth.as_ref().unwrap();
     assert_eq!(o.scope.0, ["mcp:read"]);
     assert_eq!(o.grant, moat_config::upstream::UpstreamGrant::TokenExchange);
     assert_eq!(o.effective_resource(Some("https://api.example/mcp")), Some("https://api.example"));
+    let none = list.replace("resource = \"https://api.example\"", "resource = \"\"");
+    let c = parse(&none, Origin::File("moat.toml".into())).unwrap().config;
+    assert_eq!(c.upstreams[0].oauth.as_ref().unwrap().effective_resource(Some("https://api.example/mcp")), None);
 }
 
 #[test]
@@ -149,4 +152,10 @@ fn upstream_oauth_problems_are_located() {
     let e = errors(stdio);
     assert_eq!(e.len(), 1, "{e:#?}");
     assert!(e[0].contains("`oauth` applies only to HTTP upstreams"), "{}", e[0]);
+    // Token exchange needs OAuth callers.
+    let exchange = format!("{base}client_secret = \"env:S\"\ngrant = \"token_exchange\"\n");
+    let e = errors(&exchange);
+    assert!(e[0].starts_with("moat.toml:8:") && e[0].contains("needs callers with OAuth access tokens"), "{}", e[0]);
+    let with_oauth = format!("{exchange}[auth]\nmode = \"oauth\"\nissuer = \"https://login.example\"\n");
+    assert!(parse(&with_oauth, Origin::File("moat.toml".into())).is_ok());
 }

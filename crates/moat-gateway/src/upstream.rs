@@ -29,6 +29,23 @@ fn state_dir() -> PathBuf {
         .unwrap_or_else(|| std::env::temp_dir().join("moat-state"))
 }
 
+tokio::task_local! {
+    /// The OAuth access token of the request being handled, for upstreams with
+    /// `grant = "token_exchange"`. Set by the front around the router; carried by the router
+    /// into the task that makes the call. Never sent anywhere but to the token endpoint.
+    static CALLER: Option<moat_auth::SubjectToken>;
+}
+
+/// Runs `fut`, the handling of one request, with `caller` as that request's subject token.
+pub async fn with_caller<F: std::future::Future>(caller: Option<moat_auth::SubjectToken>, fut: F) -> F::Output {
+    CALLER.scope(caller, fut).await
+}
+
+/// The subject token of the request being handled, to carry into a task spawned for it.
+pub fn current_caller() -> Option<moat_auth::SubjectToken> {
+    CALLER.try_with(Clone::clone).ok().flatten()
+}
+
 /// What an upstream said about itself in `initialize`.
 #[derive(Debug, Clone)]
 pub struct UpstreamInfo {
@@ -254,6 +271,41 @@ impl Upstream {
         let source = moat_auth::UpstreamTokenSource::new(settings, Arc::new(http)).map_err(|e| e.to_string())?;
         *slot = Some(source.clone());
         Ok(Some(source))
+    }
+
+    /// The `Authorization` value of a call made for the current caller (see [`with_caller`])
+    /// when this upstream exchanges callers' tokens (RFC 8693); `None` for every other
+    /// upstream, whose transport presents Moat's own credential.
+    ///
+    /// # Errors
+    /// A message for the client (no internals) when there is no caller token to exchange or
+    /// the exchange fails; the details go to the log. Fails closed: a call that should carry
+    /// the caller's identity is never made with Moat's own.
+    pub async fn caller_authorization(&self) -> Result<Option<reqwest::header::HeaderValue>, String> {
+        let source = match self.token_source() {
+            Ok(Some(s)) if s.grant() == moat_auth::UpstreamGrant::TokenExchange => s,
+            Ok(_) => return Ok(None),
+            Err(e) => {
+                tracing::warn!(upstream = %self.name, error = %e, "no token source for the upstream");
+                return Err(format!("upstream `{}` is unavailable: Moat could not obtain its credential", self.name));
+            }
+        };
+        let Some(subject) = current_caller() else {
+            return Err(format!(
+                "upstream `{}` is called on behalf of the caller, and this request carries no OAuth access token",
+                self.name
+            ));
+        };
+        match source.exchange(&subject).await {
+            Ok(token) => Ok(Some(token.authorization().clone())),
+            Err(e) => {
+                tracing::warn!(upstream = %self.name, error = %e, help = e.help().unwrap_or_default(), "token exchange failed");
+                Err(format!(
+                    "upstream `{}` is unavailable: the caller's token could not be exchanged for it",
+                    self.name
+                ))
+            }
+        }
     }
 
     /// Moat's own credentials for an HTTP upstream, resolved now (so a rotated secret file

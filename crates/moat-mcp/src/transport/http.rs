@@ -200,6 +200,12 @@ impl HttpTransport {
                 };
                 resp = self.send_post(&out, auth.as_ref()).await;
             }
+        } else if let (Some(sent), Some(hook)) = (out.headers.get(AUTHORIZATION), &self.inner.authorization) {
+            // A credential made for this message alone (a token exchanged for its caller) was
+            // refused: drop it so the next call makes a new one. This request is not retried.
+            if resp.as_ref().is_ok_and(|r| r.status() == reqwest::StatusCode::UNAUTHORIZED) {
+                hook.rejected(sent);
+            }
         }
         let id = out.request_id;
         let resp = match resp {
