@@ -268,6 +268,44 @@ def gateway_toml(port: int, path: str, upstreams: Sequence[dict[str, Any]],
     return "\n".join(lines) + "\n" + (f"\n{extra}\n" if extra else "")
 
 
+@dataclass
+class OidcProvider:
+    """A running `oidc-provider` (tests/peers/oidc/provider.mjs; its header lists the clients)."""
+    issuer: str
+
+    def client_credentials_token(self, client_id: str, secret: str, resource: str, scope: str) -> str:
+        """An access token from the token endpoint (RFC 6749 §4.4, RFC 8707 `resource`)."""
+        import base64
+        import urllib.parse
+        import urllib.request
+        body = urllib.parse.urlencode({"grant_type": "client_credentials", "resource": resource,
+                                       "scope": scope}).encode()
+        basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+        req = urllib.request.Request(f"{self.issuer}/token", data=body, method="POST", headers={
+            "Authorization": f"Basic {basic}", "Content-Type": "application/x-www-form-urlencoded"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read())["access_token"]
+
+
+@pytest.fixture
+def oidc_provider(node22: str) -> Iterator[OidcProvider]:
+    """Starts the real authorization server (`oidc-provider`) on a free loopback port. Tokens for
+    any `http://127.0.0.1:PORT/...` resource are JWTs with that resource as `aud`."""
+    modules = require_peer("MOAT_NODE_MODULES_OIDC", "oidc-provider (npm, tests/peers/oidc)")
+    script = REPO / "tests" / "peers" / "oidc" / "provider.mjs"
+    # stdin stays open: the provider exits when it closes.
+    proc = subprocess.Popen([node22, str(script), "0"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "MOAT_NODE_MODULES": modules})
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line, "oidc-provider exited before printing its issuer"
+        yield OidcProvider(issuer=json.loads(line)["issuer"])
+    finally:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
 @pytest.fixture
 def gateway(moat_bin: str, spawn: Callable[..., Child], tmp_path: Path) -> Callable[..., Gateway]:
     """Starts `moat gateway --config <tmp>/moat.toml` and waits until it listens.

@@ -188,7 +188,7 @@ pub async fn run_gateway(
     if let Err(e) = authn.warm_up().await {
         tracing::warn!(error = %e, "could not reach the authorization server yet; will retry on the first request");
     }
-    let app = front::http::HttpFront::new(router.clone(), g, authn).app();
+    let app = front::http::HttpFront::new(router.clone(), g, authn, &loaded.config.policy).app();
     let (stop_admin, admin_stopped) = tokio::sync::watch::channel(false);
     let admin_cfg = &loaded.config.admin;
     if admin_cfg.enabled {

@@ -156,8 +156,8 @@ pub struct Router {
 }
 
 #[derive(Deserialize)]
-struct NameParam {
-    name: Option<String>,
+pub(crate) struct NameParam {
+    pub(crate) name: Option<String>,
 }
 
 #[derive(Deserialize)]

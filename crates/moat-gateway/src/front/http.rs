@@ -16,12 +16,13 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body_util::BodyExt;
+use moat_config::auth::PolicyConfig;
 use moat_config::GatewayConfig;
 use moat_mcp::jsonrpc::{self, code};
 use moat_mcp::{sse, Limits, Message, ProtocolVersion};
 use tokio::sync::mpsc;
 
-use crate::router::{server_discover_unsupported, Reply, Router, StreamItem};
+use crate::router::{server_discover_unsupported, NameParam, Reply, Router, StreamItem};
 use crate::session::{self, Lookup, Session};
 
 const SESSION_HEADER: &str = "mcp-session-id";
@@ -40,10 +41,19 @@ pub struct HttpFront {
     loopback: bool,
     allowed_origins: Vec<String>,
     allowed_hosts: Vec<String>,
+    /// `[[policy.scopes]]`: scopes particular methods and tools need.
+    scope_rules: PolicyConfig,
 }
 
 impl HttpFront {
-    pub fn new(router: Arc<Router>, config: &GatewayConfig, authn: moat_auth::Authenticator) -> Arc<HttpFront> {
+    /// The front for `config`, authenticating with `authn` and asking for the scopes of
+    /// `policy`'s `[[policy.scopes]]` rules.
+    pub fn new(
+        router: Arc<Router>,
+        config: &GatewayConfig,
+        authn: moat_auth::Authenticator,
+        policy: &PolicyConfig,
+    ) -> Arc<HttpFront> {
         let loopback = config.listen.ip().is_loopback();
         let allowed_origins: Vec<String> =
             config.allowed_origins.iter().map(|o| o.trim_end_matches('/').to_ascii_lowercase()).collect();
@@ -59,6 +69,7 @@ impl HttpFront {
             loopback,
             allowed_origins,
             allowed_hosts,
+            scope_rules: policy.clone(),
         })
     }
 
@@ -127,6 +138,30 @@ impl HttpFront {
                 Err(r)
             }
         }
+    }
+
+    /// Asks for the scopes `[[policy.scopes]]` gives this request (its method, and for
+    /// `tools/call` the tool), so that a client lacking them gets 403 `insufficient_scope`
+    /// naming what to ask for: step-up authorization (MCP 2025-11-25 basic/authorization).
+    async fn check_scopes(&self, principal: &moat_auth::Principal, msg: &Message) -> Result<(), Response> {
+        if self.scope_rules.scopes.is_empty() || !msg.is_request() {
+            return Ok(());
+        }
+        let method = msg.method().unwrap_or_default();
+        let tool = if method == "tools/call" { msg.params_as::<NameParam>().and_then(|p| p.name) } else { None };
+        let required = self.scope_rules.scopes_for(method, tool.as_deref());
+        if required.is_empty() {
+            return Ok(());
+        }
+        let Err(e) = self.authn.check_scopes(principal, &required) else { return Ok(()) };
+        tracing::info!(target: "moat::decision", decision = "deny", principal = %principal.key(), method, tool = tool.as_deref().unwrap_or_default(), reason = %e, "insufficient scope");
+        self.router.record_refusal(&principal.key(), method, &e.to_string(), "MOAT-AUTH-002").await;
+        let parts = e.into_response_parts();
+        let mut r = http_error(parts.status, code::INVALID_REQUEST, parts.message);
+        if let Some(h) = parts.www_authenticate {
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, h);
+        }
+        Err(r)
     }
 
     async fn session(&self, principal: &moat_auth::Principal, headers: &HeaderMap) -> Result<Arc<Session>, Response> {
@@ -208,6 +243,9 @@ impl HttpFront {
                     &format!("unsupported `MCP-Protocol-Version` `{v}`; supported: {}", supported.join(", ")),
                 );
             }
+        }
+        if let Err(r) = self.check_scopes(&principal, &msg).await {
+            return r;
         }
         let accepts_sse = accepts(&headers, "text/event-stream");
         if msg.is_request() && method == "initialize" {
