@@ -242,6 +242,20 @@ class Gateway:
     config_path: Path
     child: Child
 
+    @property
+    def store_url(self) -> str:
+        """The `[store] url` of this gateway's configuration (the fixture gives each its own)."""
+        found = re.search(r'^\[store\][^\[]*?^url = "([^"]+)"', self.config_path.read_text(), re.M | re.S)
+        assert found, "the gateway's configuration has no [store] url"
+        return found.group(1)
+
+    def audit_records(self, moat_bin: str) -> list[dict[str, Any]]:
+        """Every record of the audit log in this gateway's store (`moat audit query`)."""
+        out = subprocess.run([moat_bin, "audit", "query", "--store", self.store_url, "--format", "json"],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+
 
 def toml_value(value: Any) -> str:
     if isinstance(value, bool):

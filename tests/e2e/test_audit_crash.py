@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import threading
@@ -81,7 +80,7 @@ def test_sigkill_under_load_loses_no_acknowledged_call(
         extra=f'[audit]\nrequired = true\ninclude_arguments = true\njsonl = "{jsonl}"\n'
               f'signing_key = "file:{key}"\nseal_every = 50\n',
     )
-    store_url = re.search(r'url = "(sqlite://[^"]+)"', gw.config_path.read_text()).group(1)
+    store_url = gw.store_url
     callers = [Caller(gw.url, n) for n in range(CLIENTS)]
     for c in callers:
         c.start()

@@ -78,11 +78,8 @@ def test_api_keys_bind_sessions_and_the_upstream_gets_moats_credential(
     assert alice not in log and mallory not in log and "moat-own-upstream-token" not in log
     # Every decision, the refusals at the front included, is in the audit log, and no
     # credential is in any record; the chain verifies.
-    store = f"sqlite://{gw.config_path.parent}/moat-{gw.config_path.stem.split('-')[-1]}.db"
-    query = subprocess.run([moat_bin, "audit", "query", "--store", store, "--format", "json"],
-                           capture_output=True, text=True, timeout=30)
-    assert query.returncode == 0, query.stderr
-    records = query.stdout
+    store = gw.store_url
+    records = json.dumps(gw.audit_records(moat_bin))
     assert "MOAT-AUTH-001" in records and "MOAT-SESSION-001" in records, records[:2000]
     assert "whoami" in records
     for secret in (alice, mallory, "moat-own-upstream-token"):

@@ -54,6 +54,11 @@ def test_poisoned_tool_is_quarantined_and_refused(
     assert "quarantined" in err and "looks poisoned" in err and "MOAT-TP-" in err, err
     assert texts(ok(r[2])) == "fine"
     assert "quarantine" in gw.child.log()
+    # The quarantine is audited once, when the list came in, with the rules that caused it.
+    listed = [rec for rec in gw.audit_records(moat_bin)
+              if rec["decision"] == "quarantine" and rec["method"] == "tools/list"]
+    assert [rec["target"] for rec in listed] == ["get_weather"], listed
+    assert any(rule.startswith("MOAT-TP-") for rule in listed[0]["rules"]), listed
 
 
 def test_rug_pull_is_caught_mid_session_after_restart_and_released_by_approval(
@@ -67,7 +72,7 @@ def test_rug_pull_is_caught_mid_session_after_restart_and_released_by_approval(
         {"op": "list_tools"},
         {"op": "call_tool", "name": "add", "arguments": {"a": 1, "b": 2}},
     ]
-    for round_ in ("first run", "after restart"):
+    for runs, round_ in enumerate(("first run", "after restart"), start=1):
         gw = gateway(upstreams=[demo(moat_bin, "--rug-pull")], extra=store)
         r = mcp_client(python_mcp1, ["--http", gw.url], ops)["results"]
         # The first list is the pinned (first run) or restored (after restart) definition.
@@ -76,6 +81,10 @@ def test_rug_pull_is_caught_mid_session_after_restart_and_released_by_approval(
         assert "add" not in {t["name"] for t in ok(r[2])["tools"]}, f"{round_}: changed `add` must be hidden"
         assert "quarantined" in failed(r[3]), round_
         gw.child.kill()
+        # Each run audits the rug pull once, when it saw the changed list (the runs share a store).
+        pulled = [rec["rules"] for rec in gw.audit_records(moat_bin)
+                  if rec["decision"] == "quarantine" and rec["method"] == "tools/list" and rec["target"] == "add"]
+        assert pulled == [["MOAT-PIN-001"]] * runs, f"{round_}: {pulled}"
     approve = subprocess.run([moat_bin, "pins", "approve", "--config", str(gw.config_path), "--upstream", "demo", "--tool", "add"],
                              capture_output=True, text=True, timeout=60)
     assert approve.returncode == 0, approve.stderr

@@ -29,7 +29,7 @@ use serde_json::Value;
 
 pub use decision::{Decision, DecisionRecord};
 pub use output::ResultDecision;
-pub use pins::ListKindPin;
+pub use pins::{Filtered, ListKindPin, Quarantine};
 
 /// A refusal the client reads as a JSON-RPC error.
 #[derive(Debug, Clone)]

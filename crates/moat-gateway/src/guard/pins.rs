@@ -63,6 +63,13 @@ pub struct Quarantine {
     pub rules: Vec<String>,
 }
 
+/// What [`PinGuard::filter`] lets through, and what it newly withheld (name, why).
+#[derive(Debug, Default)]
+pub struct Filtered {
+    pub served: Vec<Value>,
+    pub newly_quarantined: Vec<(String, Quarantine)>,
+}
+
 /// The pinning guard.
 pub struct PinGuard {
     store: Arc<dyn Store>,
@@ -106,7 +113,9 @@ impl PinGuard {
         }
     }
 
-    /// Pins every item of a list and returns the ones that may be served.
+    /// Pins every item of a list; returns the ones that may be served, and the definitions
+    /// withheld now that were not withheld (for the same rules) before, so that each
+    /// quarantine is audited once rather than on every list.
     pub async fn filter(
         &self,
         identity: &str,
@@ -114,8 +123,8 @@ impl PinGuard {
         pinning: Pinning,
         kind: ListKindPin,
         items: Vec<Value>,
-    ) -> Vec<Value> {
-        let mut served = Vec::with_capacity(items.len());
+    ) -> Filtered {
+        let mut out = Filtered { served: Vec::with_capacity(items.len()), newly_quarantined: Vec::new() };
         for item in items {
             let Some(name) = item.get(kind.name_key()).and_then(Value::as_str).map(str::to_string) else { continue };
             match self.check(identity, pinning, kind, &name, &item).await {
@@ -123,17 +132,20 @@ impl PinGuard {
                     if let Ok(mut q) = self.quarantined.lock() {
                         q.remove(&(upstream.to_string(), kind.noun(), name));
                     }
-                    served.push(item);
+                    out.served.push(item);
                 }
                 Err(q) => {
                     tracing::warn!(target: "moat::decision", decision = "quarantine", upstream, kind = kind.noun(), name = %name, rules = ?q.rules, reason = %q.reason);
                     if let Ok(mut map) = self.quarantined.lock() {
-                        map.insert((upstream.to_string(), kind.noun(), name), q);
+                        let previous = map.insert((upstream.to_string(), kind.noun(), name.clone()), q.clone());
+                        if previous.is_none_or(|p| p.rules != q.rules) {
+                            out.newly_quarantined.push((name, q));
+                        }
                     }
                 }
             }
         }
-        served
+        out
     }
 
     /// How many definitions are withheld now.
@@ -244,7 +256,7 @@ impl PinGuard {
         let first = bad.first()?;
         Some(Quarantine {
             reason: format!("its metadata looks poisoned: {} ({})", first.message, first.rule),
-            rules: bad.iter().map(|f| f.rule.clone()).collect(),
+            rules: bad.iter().map(|f| f.rule.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect(),
         })
     }
 
