@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod names;
 pub mod router;
 pub mod session;
+pub mod telemetry;
 pub mod upstream;
 
 pub use router::{Reply, Router, StreamItem};

@@ -20,7 +20,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use crate::guard::{Decision, DecisionRecord, Denial, Guards, ListKindPin, Quarantine, ResultDecision};
+use crate::guard::{Decision, DecisionRecord, Denial, Guards, ListKindPin, ResultDecision};
 use crate::names::Namer;
 use crate::session::{Session, SessionTable};
 use crate::upstream::{Upstream, UpstreamEvent};
@@ -225,8 +225,20 @@ impl Router {
         });
     }
 
-    /// Handles one message from a client session.
+    /// Handles one message from a client session, inside its request span when tracing is on.
     pub async fn handle(self: &Arc<Self>, session: &Arc<Session>, msg: Message) -> Reply {
+        use opentelemetry::context::FutureExt as _;
+        let Some(cx) = crate::telemetry::request_context(session, &msg) else {
+            return self.handle_message(session, msg).await;
+        };
+        let reply = self.handle_message(session, msg).with_context(cx.clone()).await;
+        if let Reply::Message(b) = &reply {
+            crate::telemetry::record_answer(&cx, b);
+        }
+        reply
+    }
+
+    async fn handle_message(self: &Arc<Self>, session: &Arc<Session>, msg: Message) -> Reply {
         if let Some(m) = msg.method() {
             self.metrics.observe_request(m);
         }
@@ -572,13 +584,7 @@ impl Router {
             ListKind::Resources => None,
         };
         let items = match pin_kind {
-            Some(pk) => {
-                let filtered = self.guards.pins.filter(&up.config.identity(), &up.name, up.config.pinning, pk, items).await;
-                for (name, q) in filtered.newly_quarantined {
-                    self.record_quarantine(&up.name, kind.method(), &name, q).await;
-                }
-                filtered.served
-            }
+            Some(pk) => self.guards.pins.filter(&up.config.identity(), &up.name, up.config.pinning, pk, items).await,
             None => items,
         };
         Ok((items, next))
@@ -714,13 +720,14 @@ impl Router {
         let this = self.clone();
         let session = session.clone();
         let msg = msg.clone();
-        tokio::spawn(async move {
+        // The task carries the request's span (it ends when the task does).
+        tokio::spawn(opentelemetry::context::FutureExt::with_current_context(async move {
             let (answer, record) =
                 this.guarded_call(&session, &msg, &up, upstream, &method, params, &client_id, tx.clone()).await;
             // Every decision is recorded (and audited) before the response leaves.
             let final_bytes = this.commit(record, answer, Some(&client_id)).await;
             let _ = tx.send(StreamItem::Final(final_bytes)).await;
-        });
+        }));
         Reply::Stream(rx)
     }
 
@@ -764,7 +771,12 @@ impl Router {
         }
         let timeout = self.upstreams.get(upstream).map_or(Duration::from_secs(120), |u| u.timeout());
         let call_started = Instant::now();
-        let result = conn.call_ordered(up_id.clone(), method, bytes, timeout, reqwest::header::HeaderMap::new()).await;
+        let mut trace_headers = reqwest::header::HeaderMap::new();
+        let up_name = self.upstreams.get(upstream).map_or("", |u| u.name.as_str());
+        let span =
+            crate::telemetry::upstream_call(up_name, method, params.as_deref().or(msg.params()), &up_id, &mut trace_headers);
+        let result = conn.call_ordered(up_id.clone(), method, bytes, timeout, trace_headers).await;
+        crate::telemetry::upstream_result(span.as_ref(), &result);
         if let Some(u) = self.upstreams.get(upstream) {
             self.metrics.observe_upstream(&u.name, method, call_started.elapsed(), result.is_ok());
         }
@@ -797,25 +809,6 @@ impl Router {
         result
     }
 
-    /// Records that a definition was withheld from lists (a rug pull, a poisoned or unapproved
-    /// tool): the decision is Moat's own, made when the list came in, whoever asked for it.
-    async fn record_quarantine(&self, upstream: &str, method: &str, name: &str, q: Quarantine) {
-        let record = DecisionRecord {
-            principal: String::new(),
-            session: String::new(),
-            upstream: upstream.to_string(),
-            method: method.to_string(),
-            target: name.to_string(),
-            decision: Decision::Quarantine,
-            rules: q.rules,
-            reason: q.reason,
-            latency: None,
-            result_bytes: None,
-            arguments: None,
-        };
-        let _ = self.commit(record, Bytes::new(), None).await;
-    }
-
     /// Records a refusal made at the front, before any session or upstream is involved
     /// (unauthenticated request, session of another principal, malformed message).
     pub async fn record_refusal(&self, principal: &str, method: &str, reason: &str, rule: &str) {
@@ -841,8 +834,10 @@ impl Router {
     pub(crate) async fn commit(&self, record: DecisionRecord, bytes: Bytes, client_id: Option<&Id>) -> Bytes {
         record.emit();
         self.metrics.observe_decision(&record);
+        crate::telemetry::record_decision(&record, &bytes);
         let Some(log) = &self.audit else { return bytes };
-        let event = record.into_audit_event(&self.guards.detector, self.audit_arguments);
+        let mut event = record.into_audit_event(&self.guards.detector, self.audit_arguments);
+        event.trace_id = crate::telemetry::current_trace_id();
         match log.append(event).await {
             Ok(_) => bytes,
             Err(e) if log.is_required() => {

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod telemetry;
 
 /// Moat: a security gateway and scanner for the Model Context Protocol.
 #[derive(Debug, Parser)]

@@ -336,7 +336,11 @@ impl HttpFront {
 
 async fn endpoint(State(front): State<Arc<HttpFront>>, method: Method, headers: HeaderMap, body: Body) -> Response {
     match method {
-        Method::POST => front.post(headers, body).await,
+        Method::POST => {
+            // The client's W3C trace context (when tracing is on) parents the request's span.
+            let parent = crate::telemetry::extract_http(&headers);
+            opentelemetry::context::FutureExt::with_context(front.post(headers, body), parent).await
+        }
         Method::GET => front.get(headers).await,
         Method::DELETE => front.delete(headers).await,
         _ => {

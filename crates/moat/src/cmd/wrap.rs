@@ -68,7 +68,19 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(moat_gateway::run_wrap(loaded)) {
+    let telemetry = match crate::telemetry::init(&loaded.config.telemetry, &loaded.base_dir(), rt.handle().clone()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = rt.block_on(moat_gateway::run_wrap(loaded));
+    // Flush the last spans while the runtime that sends them still runs.
+    if let Some(t) = telemetry {
+        t.shutdown();
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
