@@ -20,7 +20,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use crate::guard::{Decision, DecisionRecord, Denial, Guards, ListKindPin, ResultDecision};
+use crate::guard::{Decision, DecisionRecord, Denial, Guards, ListKindPin, Quarantine, ResultDecision};
 use crate::names::Namer;
 use crate::session::{Session, SessionTable};
 use crate::upstream::{Upstream, UpstreamEvent};
@@ -584,7 +584,13 @@ impl Router {
             ListKind::Resources => None,
         };
         let items = match pin_kind {
-            Some(pk) => self.guards.pins.filter(&up.config.identity(), &up.name, up.config.pinning, pk, items).await,
+            Some(pk) => {
+                let filtered = self.guards.pins.filter(&up.config.identity(), &up.name, up.config.pinning, pk, items).await;
+                for (name, q) in filtered.newly_quarantined {
+                    self.record_quarantine(&up.name, kind.method(), &name, q).await;
+                }
+                filtered.served
+            }
             None => items,
         };
         Ok((items, next))
@@ -807,6 +813,25 @@ impl Router {
             map.remove(&t);
         }
         result
+    }
+
+    /// Records that a definition was withheld from lists (a rug pull, a poisoned or unapproved
+    /// tool): the decision is Moat's own, made when the list came in, whoever asked for it.
+    async fn record_quarantine(&self, upstream: &str, method: &str, name: &str, q: Quarantine) {
+        let record = DecisionRecord {
+            principal: String::new(),
+            session: String::new(),
+            upstream: upstream.to_string(),
+            method: method.to_string(),
+            target: name.to_string(),
+            decision: Decision::Quarantine,
+            rules: q.rules,
+            reason: q.reason,
+            latency: None,
+            result_bytes: None,
+            arguments: None,
+        };
+        let _ = self.commit(record, Bytes::new(), None).await;
     }
 
     /// Records a refusal made at the front, before any session or upstream is involved
