@@ -53,6 +53,12 @@ def test_python_sdk_discovers_gets_a_token_for_the_gateway_and_steps_up(
     assert len(scopes) == 2, got["token_scopes"]
     assert "mcp:read" in scopes[0] and "mcp:admin" not in scopes[0]
     assert {"mcp:read", "mcp:admin"} <= scopes[1]
+    # The audit log names the OAuth client behind each call, and the refused attempt.
+    records = gw.audit_records(moat_bin)
+    calls = [r for r in records if r["method"] == "tools/call" and r["decision"] == "allow"]
+    assert {r["target"] for r in calls} == {"echo", "add"}
+    assert all(r["principal"]["client_id"] == "moat-cc" for r in calls), calls
+    assert any("MOAT-AUTH-002" in r.get("rules", []) for r in records)
 
 
 def test_insufficient_scope_is_403_naming_the_scope_and_other_audiences_are_refused(

@@ -311,6 +311,7 @@ mod tests {
     fn record(decision: Decision, rules: &[&str]) -> DecisionRecord {
         DecisionRecord {
             principal: "alice".into(),
+            client_id: None,
             session: "s1".into(),
             upstream: "fs".into(),
             method: "tools/call".into(),

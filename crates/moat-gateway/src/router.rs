@@ -820,6 +820,7 @@ impl Router {
     async fn record_quarantine(&self, upstream: &str, method: &str, name: &str, q: Quarantine) {
         let record = DecisionRecord {
             principal: String::new(),
+            client_id: None,
             session: String::new(),
             upstream: upstream.to_string(),
             method: method.to_string(),
@@ -839,6 +840,7 @@ impl Router {
     pub async fn record_refusal(&self, principal: &str, method: &str, reason: &str, rule: &str) {
         let record = DecisionRecord {
             principal: principal.to_string(),
+            client_id: None,
             session: String::new(),
             upstream: String::new(),
             method: method.to_string(),
@@ -1042,6 +1044,7 @@ impl Router {
     ) -> DecisionRecord {
         DecisionRecord {
             principal: session.principal.clone(),
+            client_id: session.identity.client_id.clone(),
             session: crate::session::short(&session.id).to_string(),
             upstream: upstream.to_string(),
             method: method.to_string(),

@@ -39,6 +39,7 @@ async fn start(metrics: Arc<Metrics>) -> Admin {
 fn decision(decision: Decision, rules: &[&str]) -> DecisionRecord {
     DecisionRecord {
         principal: "alice".into(),
+        client_id: None,
         session: "s1".into(),
         upstream: "fs".into(),
         method: "tools/call".into(),

@@ -17,7 +17,11 @@ pub enum Decision {
 /// The facts of one decision, for the audit log and metrics.
 #[derive(Debug, Clone, Serialize)]
 pub struct DecisionRecord {
+    /// The principal's key; empty for decisions nobody asked for (a quarantine as a list came
+    /// in) and for unauthenticated requests.
     pub principal: String,
+    /// The OAuth client the principal's token was issued to.
+    pub client_id: Option<String>,
     pub session: String,
     pub upstream: String,
     pub method: String,
@@ -46,7 +50,8 @@ impl DecisionRecord {
             Decision::Quarantine => moat_audit::Decision::Quarantine,
         };
         let mut event = moat_audit::AuditEvent::new(self.method, decision);
-        event.principal = Some(moat_audit::AuditPrincipal { subject: self.principal, client_id: None });
+        event.principal = (!self.principal.is_empty())
+            .then_some(moat_audit::AuditPrincipal { subject: self.principal, client_id: self.client_id });
         event.session = (!self.session.is_empty()).then_some(self.session);
         event.upstream = (!self.upstream.is_empty()).then_some(self.upstream);
         event.target = (!self.target.is_empty()).then_some(self.target);
