@@ -2,65 +2,42 @@
 MCP server (official Python SDK, an OAuth resource server that verifies JWTs against the real
 `oidc-provider`'s JWKS, audience = its own URL) and obtains its own access token from that
 provider (`[upstream.oauth]`, client credentials). The caller's API key never reaches it; a token
-the upstream stops accepting is replaced and the call retried."""
+the upstream stops accepting is replaced and the call retried. With `grant = "token_exchange"` each
+call carries a token exchanged (RFC 8693) for the caller's OAuth token: the upstream sees the caller
+as subject, never the caller's own token."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 
+from conftest import OidcProvider
 from test_auth import INIT, create_key, post
 
-REPO = Path(__file__).resolve().parents[2]
 SERVERS = Path(__file__).resolve().parent / "servers"
-PROVIDER = REPO / "tests" / "peers" / "oidc" / "provider.mjs"
-# What the gateway's own callers' tokens are issued for (token exchange subjects).
-GATEWAY_AUDIENCE = "https://moat.test/mcp"
-
-
-def peer_missing(reason: str) -> None:
-    if os.environ.get("MOAT_REQUIRE_PEERS") == "1":
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 @pytest.fixture
-def oidc_issuer() -> Iterator[str]:
-    """Starts tests/peers/oidc/provider.mjs (oidc-provider) on a free loopback port."""
-    modules = os.environ.get("MOAT_NODE_MODULES_OIDC") or str(PROVIDER.parent / "node_modules")
-    if not (Path(modules) / "oidc-provider" / "package.json").is_file():
-        peer_missing("oidc-provider not available: set MOAT_NODE_MODULES_OIDC (scripts/test installs tests/peers/oidc)")
-    node = os.environ.get("MOAT_NODE22") or shutil.which("node")
-    if not node:
-        peer_missing("node not available: set MOAT_NODE22 or put node on PATH")
-    # stdin stays open: the provider exits when it closes.
-    proc = subprocess.Popen([node, str(PROVIDER), "0"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, env={**os.environ, "MOAT_OIDC_AUDIENCE": GATEWAY_AUDIENCE})
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line, "oidc-provider exited before printing its issuer"
-        yield json.loads(line)["issuer"]
-    finally:
-        proc.kill()
-        proc.wait(timeout=5)
+def oidc_issuer(oidc_provider: OidcProvider) -> str:
+    return oidc_provider.issuer
+
+
+def start_protected_upstream(python: str, spawn: Callable[..., Any], port: int, issuer: str, *flags: str) -> str:
+    child = spawn([python, str(SERVERS / "oauth_protected_server.py"), str(port), issuer, *flags],
+                  name="oauth-protected")
+    child.wait_for_port(port)
+    return f"http://127.0.0.1:{port}/mcp"
 
 
 @pytest.fixture
 def protected_upstream(python_mcp1: str, spawn: Callable[..., Any], free_port: int,
                        oidc_issuer: str) -> str:
     """URL of an MCP server that requires a token from the provider for its own URL."""
-    child = spawn([python_mcp1, str(SERVERS / "oauth_protected_server.py"), str(free_port), oidc_issuer],
-                  name="oauth-protected")
-    child.wait_for_port(free_port)
-    return f"http://127.0.0.1:{free_port}/mcp"
+    return start_protected_upstream(python_mcp1, spawn, free_port, oidc_issuer)
 
 
 def call(url: str, key: str, sid: str, rid: int, tool: str) -> dict[str, Any]:
@@ -145,3 +122,42 @@ def test_a_wrong_client_secret_is_reported_with_advice(
     log = wait_for_log(gw.child, "invalid_client")
     assert "refused client `moat-upstream`" in log and "client_secret" in log, log
     assert "not-the-secret" not in log
+
+
+def test_token_exchange_calls_the_upstream_on_behalf_of_the_caller(
+    gateway: Callable[..., Any], python_mcp1: str, spawn: Callable[..., Any], free_port: int,
+    oidc_provider: OidcProvider,
+) -> None:
+    oidc_issuer = oidc_provider.issuer
+    # Stateless: Moat's one upstream session is opened with its own token, and each call then
+    # carries a token for its caller (see docs/gateway.md, `grant = "token_exchange"`).
+    protected_upstream = start_protected_upstream(python_mcp1, spawn, free_port, oidc_issuer, "--stateless")
+    gw = gateway(
+        upstreams=[{
+            "name": "api", "url": protected_upstream,
+            "oauth": {"token_url": f"{oidc_issuer}/token", "client_id": "moat-upstream",
+                      "client_secret": "env:MOAT_TEST_UPSTREAM_SECRET", "scope": "mcp:read",
+                      "grant": "token_exchange"},
+        }],
+        extra=f'[auth]\nmode = "oauth"\nissuer = "{oidc_issuer}"\n',
+        env={"MOAT_TEST_UPSTREAM_SECRET": "moat-upstream-secret"},
+    )
+    # The caller (client `moat-cc`) holds a token for the gateway, not for the upstream.
+    caller = oidc_provider.client_credentials_token("moat-cc", "moat-cc-secret", gw.url, "mcp:read")
+    status, _, _ = post(protected_upstream, INIT, {"Authorization": f"Bearer {caller}"})
+    assert status == 401, "the upstream refuses a token issued for the gateway"
+    sid = open_session(gw.url, caller)
+    first = call(gw.url, caller, sid, 2, "whoami")
+    seen = json.loads(first["result"]["content"][0]["text"])
+    # A token for the upstream, naming the caller as subject and Moat's client as the actor.
+    assert seen["sub"] == "moat-cc" and seen["client_id"] == "moat-upstream", seen
+    assert seen["act"] == {"sub": "moat-upstream"} and seen["aud_is_this_server"] is True, seen
+    # Cached for this caller token.
+    again = json.loads(call(gw.url, caller, sid, 3, "whoami")["result"]["content"][0]["text"])
+    assert again["jti"] == seen["jti"]
+    # Another token of the caller is exchanged anew.
+    newer = oidc_provider.client_credentials_token("moat-cc", "moat-cc-secret", gw.url, "mcp:read")
+    other = json.loads(call(gw.url, newer, sid, 4, "whoami")["result"]["content"][0]["text"])
+    assert other["jti"] != seen["jti"] and other["sub"] == "moat-cc", other
+    log = gw.child.log()
+    assert caller not in log and newer not in log and "moat-upstream-secret" not in log

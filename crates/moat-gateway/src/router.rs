@@ -726,14 +726,18 @@ impl Router {
         let this = self.clone();
         let session = session.clone();
         let msg = msg.clone();
+        let caller = crate::upstream::current_caller();
         // The task carries the request's span (it ends when the task does).
-        tokio::spawn(opentelemetry::context::FutureExt::with_current_context(async move {
-            let (answer, record) =
-                this.guarded_call(&session, &msg, &up, upstream, &method, params, &client_id, tx.clone()).await;
-            // Every decision is recorded (and audited) before the response leaves.
-            let final_bytes = this.commit(record, answer, Some(&client_id)).await;
-            let _ = tx.send(StreamItem::Final(final_bytes)).await;
-        }));
+        tokio::spawn(opentelemetry::context::FutureExt::with_current_context(crate::upstream::with_caller(
+            caller,
+            async move {
+                let (answer, record) =
+                    this.guarded_call(&session, &msg, &up, upstream, &method, params, &client_id, tx.clone()).await;
+                // Every decision is recorded (and audited) before the response leaves.
+                let final_bytes = this.commit(record, answer, Some(&client_id)).await;
+                let _ = tx.send(StreamItem::Final(final_bytes)).await;
+            },
+        )));
         Reply::Stream(rx)
     }
 
@@ -748,6 +752,7 @@ impl Router {
         mut params: Option<Box<RawValue>>,
         client_id: &Id,
         sink: mpsc::Sender<StreamItem>,
+        caller_authorization: Option<reqwest::header::HeaderValue>,
     ) -> Result<Message, moat_mcp::ConnectionError> {
         let up_id = conn.next_id();
         // A progress token is the client's; two clients may pick the same one, so the
@@ -781,6 +786,10 @@ impl Router {
         let up_name = self.upstreams.get(upstream).map_or("", |u| u.name.as_str());
         let span =
             crate::telemetry::upstream_call(up_name, method, params.as_deref().or(msg.params()), &up_id, &mut trace_headers);
+        if let Some(v) = caller_authorization {
+            // Sent on this message's POST in place of Moat's own token.
+            trace_headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
         let result = conn.call_ordered(up_id.clone(), method, bytes, timeout, trace_headers).await;
         crate::telemetry::upstream_result(span.as_ref(), &result);
         if let Some(u) = self.upstreams.get(upstream) {
@@ -964,7 +973,15 @@ impl Router {
             );
             return deny(d, arguments);
         };
-        let resp = match self.call_upstream(session, msg, &conn, upstream, method, params, client_id, sink).await {
+        // An upstream that acts for the caller gets a token exchanged for theirs (RFC 8693).
+        let caller_authorization = match up.caller_authorization().await {
+            Ok(a) => a,
+            Err(m) => return deny(Denial::new(code::UPSTREAM_UNAVAILABLE, m), arguments),
+        };
+        let resp = match self
+            .call_upstream(session, msg, &conn, upstream, method, params, client_id, sink, caller_authorization)
+            .await
+        {
             Ok(r) => r,
             Err(e) => {
                 let c = match e {

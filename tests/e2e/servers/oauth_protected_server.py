@@ -8,7 +8,12 @@ Tools:
     revoke_my_token refuse the token that carried this call from now on (its `jti`), so the next
                     request with it gets 401 — as an upstream that revoked a token early would
 
-Usage: python oauth_protected_server.py PORT ISSUER
+Usage: python oauth_protected_server.py PORT ISSUER [--stateless]
+
+With `--stateless` the server keeps no MCP session (`stateless_http`), so a request may carry a
+token for another subject than the one that initialized: what calls made with tokens exchanged
+per caller need. Without it, the SDK binds each session to the (client, issuer, subject) that
+created it and answers 404 to any other.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from mcp.server.fastmcp import Context, FastMCP
 
 PORT = int(sys.argv[1])
 ISSUER = sys.argv[2]
+STATELESS = "--stateless" in sys.argv[3:]
 RESOURCE = f"http://127.0.0.1:{PORT}/mcp"
 REVOKED: set[str] = set()
 
@@ -58,6 +64,7 @@ mcp = FastMCP(
     "oauth-protected",
     host="127.0.0.1",
     port=PORT,
+    stateless_http=STATELESS,
     token_verifier=JwksVerifier(),
     auth=AuthSettings(
         issuer_url=ISSUER,

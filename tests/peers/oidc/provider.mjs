@@ -19,8 +19,8 @@
 //   moat-upstream / moat-upstream-secret  Moat as a client of upstream MCP servers:
 //                               client_credentials and RFC 8693 token exchange
 // Token exchange (RFC 8693, grant_type urn:ietf:params:oauth:grant-type:token-exchange):
-//   subject_token must be a JWT access token this provider issued for MOAT_OIDC_AUDIENCE
-//   (subject_token_type ...:access_token); the answer is a JWT access token for `resource`
+//   subject_token must be a JWT access token this provider issued for MOAT_OIDC_AUDIENCE or a
+//   loopback resource (a gateway under test) (subject_token_type ...:access_token); the answer is a JWT access token for `resource`
 //   (or `audience`) whose `sub` is the subject token's `sub` and whose `act.sub` is the
 //   exchanging client (RFC 8693 §4.1).
 // Test hooks (never in a real deployment):
@@ -60,16 +60,21 @@ const upstreamResources = new Map([
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 
+// An `http://127.0.0.1:PORT/...` resource: a gateway or upstream started by a test.
+function isLoopbackResource(resource) {
+  try {
+    const u = new URL(resource);
+    return u.protocol === 'http:' && u.hostname === '127.0.0.1' && !u.hash;
+  } catch {
+    return false;
+  }
+}
+
 // How long tokens for a resource live, or undefined when the resource is unknown.
 function resourceTTL(resource) {
   if ([audience, otherAudience].includes(resource)) return 600;
   if (upstreamResources.has(resource)) return upstreamResources.get(resource);
-  try {
-    const u = new URL(resource);
-    if (u.protocol === 'http:' && u.hostname === '127.0.0.1' && !u.hash) return 600;
-  } catch {
-    // not a URL
-  }
+  if (isLoopbackResource(resource)) return 600;
   return undefined;
 }
 
@@ -216,7 +221,7 @@ async function tokenExchange(provider, ctx) {
   const subject = verifyOwnAccessToken(params.subject_token, provider.issuer);
   if (!subject) throw invalidGrant('subject_token is invalid or expired');
   const subjectAud = [subject.aud].flat();
-  if (!subjectAud.includes(audience)) {
+  if (!subjectAud.some((a) => a === audience || isLoopbackResource(a))) {
     throw invalidGrant('subject_token was not issued for the gateway');
   }
   const resource = params.resource ?? params.audience;

@@ -30,6 +30,7 @@ const VERSION_HEADER: &str = "mcp-protocol-version";
 /// A client that has not sent its whole body by then is cut off (slow-client defence).
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 const KEEPALIVE: Duration = Duration::from_secs(15);
+const LAST_EVENT_ID: &str = "last-event-id";
 
 /// What the HTTP front needs, shared by every request.
 #[derive(Debug)]
@@ -265,7 +266,10 @@ impl HttpFront {
             Ok(s) => s,
             Err(r) => return r,
         };
-        let reply = self.router.handle(&session, msg).await;
+        // The caller's OAuth token is kept for upstreams that exchange it (RFC 8693); it is
+        // never forwarded.
+        let caller = moat_auth::SubjectToken::from_request(&principal, &headers);
+        let reply = crate::upstream::with_caller(caller, self.router.handle(&session, msg)).await;
         self.render(&session, reply, accepts_sse).await
     }
 
@@ -273,9 +277,11 @@ impl HttpFront {
         match reply {
             Reply::Accepted => StatusCode::ACCEPTED.into_response(),
             Reply::Message(b) => json_response(StatusCode::OK, b, None),
+            // A client that takes event streams gets a resumable one: primed, with ids, fed by
+            // the call whether or not the client stays connected (see `resume`).
+            Reply::Stream(rx) if accepts_sse => sse_response(session.streams.open(rx).events(0, true)),
             Reply::Stream(mut rx) => {
-                // Answer as JSON when nothing comes before the response; open an event
-                // stream only when the server has something to say first.
+                // JSON only: what comes before the response goes to the GET stream.
                 loop {
                     match rx.recv().await {
                         None => {
@@ -286,7 +292,6 @@ impl HttpFront {
                             )
                         }
                         Some(StreamItem::Final(b)) => return json_response(StatusCode::OK, b, None),
-                        Some(StreamItem::Related(b)) if accepts_sse => return sse_response(call_stream(b, rx)),
                         Some(StreamItem::Related(b)) => session.push(b),
                     }
                 }
@@ -313,6 +318,13 @@ impl HttpFront {
             Ok(s) => s,
             Err(r) => return r,
         };
+        // A client resuming a POST stream it lost gets the rest of that stream, and only that.
+        if let Some(last) = headers.get(LAST_EVENT_ID).and_then(|v| v.to_str().ok()) {
+            if let Some((log, seq)) = session.streams.find(last) {
+                return sse_response(log.events(seq, false));
+            }
+            tracing::info!(session = %session::short(&session.id), last_event_id = last, "resumption of a stream that is no longer kept; opening the session stream");
+        }
         let rx = session.attach_stream();
         sse_response(session_stream(rx))
     }
@@ -443,23 +455,6 @@ fn sse_response(stream: impl futures_util::Stream<Item = Result<Bytes, Infallibl
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r
-}
-
-/// A POST's event stream: the first related message, the rest, then the response.
-fn call_stream(
-    first: Bytes,
-    rx: mpsc::Receiver<StreamItem>,
-) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> {
-    futures_util::stream::unfold((Some(first), Some(rx)), |(first, rx)| async move {
-        if let Some(b) = first {
-            return Some((Ok(sse::encode(None, Some("message"), &b)), (None, rx)));
-        }
-        let mut rx = rx?;
-        match rx.recv().await? {
-            StreamItem::Related(b) => Some((Ok(sse::encode(None, Some("message"), &b)), (None, Some(rx)))),
-            StreamItem::Final(b) => Some((Ok(sse::encode(None, Some("message"), &b)), (None, None))),
-        }
-    })
 }
 
 /// The GET stream: server-initiated messages, with keep-alive comments.
