@@ -46,6 +46,10 @@ pub const DEFAULT_REFRESH_MARGIN: Duration = Duration::from_secs(30);
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// Most exchanged tokens kept; when full, stale ones are dropped, then everything.
 pub const DEFAULT_MAX_EXCHANGE_ENTRIES: usize = 10_000;
+/// How long a failed fetch is reported to every caller before the next one is tried: callers
+/// that waited for it get its error at once instead of each trying (and timing out) in turn,
+/// and a down authorization server is not hammered.
+const FAILURE_HOLD: Duration = Duration::from_secs(2);
 /// Longest a token is cached, whatever `expires_in` says.
 const MAX_CACHE_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// Longest access token accepted from a token endpoint.
@@ -249,14 +253,26 @@ pub struct UpstreamTokenSource {
     inner: Arc<Inner>,
 }
 
-type Slot = Arc<tokio::sync::Mutex<Option<Arc<AccessToken>>>>;
+/// One cached token, or the last failure to get it. The async lock around it is held across a
+/// fetch: that is the single flight.
+#[derive(Default)]
+enum Cached {
+    #[default]
+    Empty,
+    Token(Arc<AccessToken>),
+    Failed {
+        at: Instant,
+        error: UpstreamTokenError,
+    },
+}
+
+type Slot = Arc<tokio::sync::Mutex<Cached>>;
 
 struct Inner {
     settings: UpstreamTokenSettings,
     token_url: Url,
     http: Arc<dyn HttpClient>,
-    /// Moat's own (client-credentials) token. The async lock is held across a fetch: that is
-    /// the single flight.
+    /// Moat's own (client-credentials) token.
     own: Slot,
     /// Exchanged tokens by SHA-256 of the subject token.
     exchanged: Mutex<HashMap<[u8; 32], Slot>>,
@@ -289,7 +305,7 @@ impl UpstreamTokenSource {
                 settings,
                 token_url,
                 http,
-                own: Arc::new(tokio::sync::Mutex::new(None)),
+                own: Slot::default(),
                 exchanged: Mutex::new(HashMap::new()),
             }),
         })
@@ -305,13 +321,7 @@ impl UpstreamTokenSource {
     /// # Errors
     /// When the authorization server cannot be reached, refuses, or answers nonsense.
     pub async fn token(&self) -> Result<Arc<AccessToken>, UpstreamTokenError> {
-        let mut slot = self.inner.own.lock().await;
-        if let Some(t) = slot.as_ref().filter(|t| t.fresh()) {
-            return Ok(t.clone());
-        }
-        let token = Arc::new(self.fetch(Grant::ClientCredentials).await?);
-        *slot = Some(token.clone());
-        Ok(token)
+        self.cached_or_fetch(&self.inner.own, Grant::ClientCredentials).await
     }
 
     /// A token for the upstream exchanged for `subject_token` (RFC 8693), from the cache
@@ -333,13 +343,29 @@ impl UpstreamTokenSource {
         }
         let key: [u8; 32] = Sha256::digest(subject_token.as_bytes()).into();
         let slot = self.exchange_slot(key);
-        let mut guard = slot.lock().await;
-        if let Some(t) = guard.as_ref().filter(|t| t.fresh()) {
-            return Ok(t.clone());
+        self.cached_or_fetch(&slot, Grant::Exchange { subject_token }).await
+    }
+
+    /// The slot's token while it is fresh, its last failure for [`FAILURE_HOLD`], else a new
+    /// fetch. Callers of one slot queue on its lock, so one fetch serves them all.
+    async fn cached_or_fetch(&self, slot: &Slot, grant: Grant<'_>) -> Result<Arc<AccessToken>, UpstreamTokenError> {
+        let mut cached = slot.lock().await;
+        match &*cached {
+            Cached::Token(t) if t.fresh() => return Ok(t.clone()),
+            Cached::Failed { at, error } if at.elapsed() < FAILURE_HOLD => return Err(error.clone()),
+            _ => {}
         }
-        let token = Arc::new(self.fetch(Grant::Exchange { subject_token }).await?);
-        *guard = Some(token.clone());
-        Ok(token)
+        match self.fetch(grant).await {
+            Ok(token) => {
+                let token = Arc::new(token);
+                *cached = Cached::Token(token.clone());
+                Ok(token)
+            }
+            Err(error) => {
+                *cached = Cached::Failed { at: Instant::now(), error: error.clone() };
+                Err(error)
+            }
+        }
     }
 
     /// The upstream answered 401 to a request that carried `authorization` (a value this
@@ -349,8 +375,8 @@ impl UpstreamTokenSource {
         let drop_if_same = |slot: &Slot| {
             // A slot that is locked is being refilled right now: nothing to drop.
             if let Ok(mut g) = slot.try_lock() {
-                if g.as_ref().is_some_and(|t| t.is(authorization.as_bytes())) {
-                    *g = None;
+                if matches!(&*g, Cached::Token(t) if t.is(authorization.as_bytes())) {
+                    *g = Cached::Empty;
                 }
             }
         };
@@ -365,19 +391,19 @@ impl UpstreamTokenSource {
     fn exchange_slot(&self, key: [u8; 32]) -> Slot {
         let Ok(mut map) = self.inner.exchanged.lock() else {
             // A poisoned map only loses caching, never correctness.
-            return Arc::new(tokio::sync::Mutex::new(None));
+            return Slot::default();
         };
         if let Some(slot) = map.get(&key) {
             return slot.clone();
         }
         if map.len() >= self.inner.settings.max_exchange_entries.max(1) {
             // Keep slots being filled and fresh tokens; if that is still too many, start over.
-            map.retain(|_, s| s.try_lock().map(|g| g.as_ref().is_some_and(|t| t.fresh())).unwrap_or(true));
+            map.retain(|_, s| s.try_lock().map(|g| matches!(&*g, Cached::Token(t) if t.fresh())).unwrap_or(true));
             if map.len() >= self.inner.settings.max_exchange_entries.max(1) {
                 map.clear();
             }
         }
-        let slot: Slot = Arc::new(tokio::sync::Mutex::new(None));
+        let slot = Slot::default();
         map.insert(key, slot.clone());
         slot
     }
@@ -601,6 +627,30 @@ mod tests {
         assert_eq!(get("grant_type"), Some("client_credentials"));
         assert_eq!(get("scope"), Some("mcp:read mcp:write"));
         assert_eq!(get("resource"), Some("https://api.example/mcp"));
+    }
+
+    #[test]
+    fn a_failure_is_shared_by_the_callers_waiting_for_it() {
+        let (src, fake) = source(503, "busy", Duration::from_millis(100), UpstreamGrant::ClientCredentials);
+        let rt = rt();
+        let failed = rt.block_on(async {
+            let tasks: Vec<_> = (0..8)
+                .map(|_| {
+                    let s = src.clone();
+                    tokio::spawn(async move { s.token().await })
+                })
+                .collect();
+            let mut n = 0;
+            for t in tasks {
+                n += usize::from(matches!(t.await.unwrap(), Err(UpstreamTokenError::Unavailable { .. })));
+            }
+            n
+        });
+        assert_eq!(failed, 8);
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 1, "one request, not one per waiting caller");
+        // Within the hold, a new call gets the same error without a request.
+        assert!(rt.block_on(src.token()).is_err());
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
     }
 
     #[test]
