@@ -72,7 +72,9 @@ impl OtlpEndpoint {
             return bad("the host is missing");
         }
         if authority.contains('@') {
-            return bad("user information is not allowed; put credentials in `headers` as `env:` or `file:` references");
+            return bad(
+                "user information is not allowed; put credentials in `headers` as `env:` or `file:` references",
+            );
         }
         if s.contains(['?', '#']) || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return bad("a query, a fragment or white space is not allowed");
@@ -163,6 +165,7 @@ mod tests {
     }
 
     /// Through the real loader: the errors users see (message, key, line; never the source line).
+    #[allow(clippy::result_large_err)]
     fn load(s: &str) -> Result<TelemetryConfig, crate::ConfigError> {
         crate::parse(s, crate::Origin::Embedded)
             .map(|l| l.config.telemetry)

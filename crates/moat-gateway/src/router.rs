@@ -784,8 +784,13 @@ impl Router {
         let call_started = Instant::now();
         let mut trace_headers = reqwest::header::HeaderMap::new();
         let up_name = self.upstreams.get(upstream).map_or("", |u| u.name.as_str());
-        let span =
-            crate::telemetry::upstream_call(up_name, method, params.as_deref().or(msg.params()), &up_id, &mut trace_headers);
+        let span = crate::telemetry::upstream_call(
+            up_name,
+            method,
+            params.as_deref().or(msg.params()),
+            &up_id,
+            &mut trace_headers,
+        );
         if let Some(v) = caller_authorization {
             // Sent on this message's POST in place of Moat's own token.
             trace_headers.insert(reqwest::header::AUTHORIZATION, v);

@@ -357,7 +357,10 @@ mod tests {
 
     #[test]
     fn error_codes_are_read_from_answers() {
-        assert_eq!(answer_error_code(br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"m"}}"#), Some(-32602));
+        assert_eq!(
+            answer_error_code(br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"m"}}"#),
+            Some(-32602)
+        );
         assert_eq!(answer_error_code(br#"{"jsonrpc":"2.0","id":1,"result":{"error":{"code":1}}}"#), None);
         assert_eq!(answer_error_code(b"not json"), None);
     }
@@ -388,7 +391,13 @@ mod tests {
         let sc = cx.span().span_context().clone();
         assert!(sc.is_remote());
         assert_eq!(sc.trace_id(), TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap());
-        let child = SpanContext::new(sc.trace_id(), SpanId::from_hex("b7ad6b7169203331").unwrap(), TraceFlags::SAMPLED, false, TraceState::default());
+        let child = SpanContext::new(
+            sc.trace_id(),
+            SpanId::from_hex("b7ad6b7169203331").unwrap(),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::default(),
+        );
         let mut out = http::HeaderMap::new();
         propagator.inject_context(&Context::new().with_remote_span_context(child), &mut HeaderInjector(&mut out));
         assert_eq!(out.get("traceparent").unwrap(), "00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01");
