@@ -318,3 +318,24 @@ def test_bad_telemetry_config_is_refused_at_its_line(moat_bin: str, tmp_path: Pa
                          timeout=30)
     assert out.returncode != 0
     assert ":2:" in out.stderr and "telemetry.otlp_endpoint" in out.stderr and "http://host:port" in out.stderr, out.stderr
+
+
+def test_wrap_exports_spans_and_flushes_when_the_client_leaves(
+    moat_bin: str, python_mcp2: str, mcp_client: Callable[..., dict[str, Any]], otlp_receiver: OtlpReceiver,
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "wrap.toml"
+    config.write_text(f'[telemetry]\notlp_endpoint = "{otlp_receiver.url}"\n\n[store]\nurl = "memory"\n')
+    os.environ["OTEL_BSP_SCHEDULE_DELAY"] = "600000"  # inherited by the client's child: only the exit flush delivers
+    try:
+        out = mcp_client(python_mcp2, ["--stdio", moat_bin, "wrap", "--config", str(config), "--", moat_bin,
+                                       "demo-server"], [{"op": "call_tool", "name": "echo", "arguments": {"text": "hi"}}])
+    finally:
+        del os.environ["OTEL_BSP_SCHEDULE_DELAY"]
+    assert "ok" in out["results"][0], out
+    spans = otlp_receiver.wait_for(lambda s: any(x.kind == "SPAN_KIND_CLIENT" for x in s), timeout=10.0)
+    server = next(s for s in spans if s.kind == "SPAN_KIND_SERVER" and s.name == "tools/call echo")
+    client = next(s for s in spans if s.kind == "SPAN_KIND_CLIENT" and s.name == "tools/call echo")
+    assert client.parent_span_id == server.span_id and client.trace_id == server.trace_id
+    assert server.attributes["moat.decision"] == "allow"
+    assert server.resource["service.name"] == "moat"

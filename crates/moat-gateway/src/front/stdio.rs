@@ -34,7 +34,7 @@ pub async fn serve(router: Arc<Router>, limits: Limits) -> std::io::Result<()> {
     // Server-initiated messages for this client.
     let mut events = session.attach_stream();
     let ev_tx = out_tx.clone();
-    tokio::spawn(async move {
+    let forward_events = tokio::spawn(async move {
         while let Some(b) = events.recv().await {
             if ev_tx.send(b).await.is_err() {
                 break;
@@ -95,6 +95,9 @@ pub async fn serve(router: Arc<Router>, limits: Limits) -> std::io::Result<()> {
             }
         }
     }
+    // The client is gone: stop forwarding server messages (that task holds a sender and would
+    // keep the writer, and so `moat wrap`, alive forever), then let the writer drain.
+    forward_events.abort();
     drop(out_tx);
     let _ = writer.await;
     Ok(())
