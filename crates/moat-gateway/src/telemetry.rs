@@ -64,9 +64,12 @@ pub fn request_context(session: &Session, msg: &Message) -> Option<Context> {
     let parent = meta_parent(msg).unwrap_or_else(Context::current);
     let mut attributes = vec![
         KeyValue::new("mcp.method.name", method.to_string()),
-        KeyValue::new("mcp.protocol.version", session.version().as_str().to_string()),
         KeyValue::new("moat.session", crate::session::short(&session.id).to_string()),
     ];
+    // Not known before `initialize` has negotiated it.
+    if method != "initialize" {
+        attributes.push(KeyValue::new("mcp.protocol.version", session.version().as_str().to_string()));
+    }
     if let Some(id) = msg.id() {
         attributes.push(KeyValue::new("jsonrpc.request.id", request_id(id)));
     }
