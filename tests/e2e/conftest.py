@@ -282,6 +282,47 @@ def gateway_toml(port: int, path: str, upstreams: Sequence[dict[str, Any]],
     return "\n".join(lines) + "\n" + (f"\n{extra}\n" if extra else "")
 
 
+ACCEPT = "application/json, text/event-stream"
+
+
+def rpc_payload(content_type: str, body: bytes) -> bytes:
+    """The JSON-RPC message an HTTP answer carries, sent as JSON or as an event stream. On a
+    stream (which may open with a priming event of empty data), the response is the message
+    with an `id` and a `result` or `error`; without one, the last message."""
+    if not content_type.lower().startswith("text/event-stream"):
+        return body
+    messages: list[bytes] = []
+    for event in body.replace(b"\r\n", b"\n").split(b"\n\n"):
+        data = b"\n".join(line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:"))
+        if data.strip():
+            messages.append(data)
+    for m in messages:
+        try:
+            parsed = json.loads(m)
+        except ValueError:
+            continue
+        if isinstance(parsed, dict) and "id" in parsed and ("result" in parsed or "error" in parsed):
+            return m
+    return messages[-1] if messages else b""
+
+
+def post(url: str, body: bytes | dict[str, Any], headers: dict[str, str] | None = None,
+         method: str = "POST") -> tuple[int, dict[str, str], bytes]:
+    """One raw HTTP request to an MCP endpoint, accepting JSON or an event stream as a client
+    must; returns the status, the headers (lower-case names) and the JSON-RPC answer."""
+    import urllib.error
+    import urllib.request
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    h = {"Content-Type": "application/json", "Accept": ACCEPT, **(headers or {})}
+    req = urllib.request.Request(url, data=data if method == "POST" else None, headers=h, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            got = {k.lower(): v for k, v in resp.headers.items()}
+            return resp.status, got, rpc_payload(got.get("content-type", ""), resp.read())
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+
+
 @dataclass
 class OidcProvider:
     """A running `oidc-provider` (tests/peers/oidc/provider.mjs; its header lists the clients)."""
@@ -404,6 +445,8 @@ class ConformanceResult:
 
 SUMMARY_LINE = re.compile(r"^[^\w-]*([a-z0-9][a-z0-9-]*): (\d+) passed, (\d+) failed", re.M)
 TOTAL_LINE = re.compile(r"^Total: (\d+) passed, (\d+) failed", re.M)
+# What a single-scenario run (`--scenario NAME`) prints instead of a summary.
+SINGLE_LINE = re.compile(r"^Passed: (\d+)/\d+, (\d+) failed", re.M)
 
 
 @pytest.fixture(scope="session")
@@ -420,6 +463,9 @@ def run_conformance(node22: str, node_modules: Path, tmp_path_factory: pytest.Te
         argv += ["--scenario", scenario] if scenario else ["--suite", suite]
         proc = subprocess.run(argv, capture_output=True, timeout=timeout, cwd=workdir)
         output = proc.stdout.decode(errors="replace") + proc.stderr.decode(errors="replace")
+        if scenario and (single := SINGLE_LINE.search(output)):
+            passed, failed = int(single[1]), int(single[2])
+            return ConformanceResult({scenario: (passed, failed)}, passed, failed, output)
         summary = output.split("=== SUMMARY ===")[-1]
         scenarios = {m[1]: (int(m[2]), int(m[3])) for m in SUMMARY_LINE.finditer(summary)}
         total = TOTAL_LINE.search(summary)

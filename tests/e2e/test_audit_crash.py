@@ -5,6 +5,7 @@ verify, before and after a restart that appends to them."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -64,7 +65,7 @@ class Caller(threading.Thread):
                 result = json.loads(payload)
                 if result.get("result", {}).get("content", [{}])[0].get("text") == text:
                     self.acked.append(text)
-        except (OSError, urllib.error.URLError, json.JSONDecodeError, AssertionError, KeyError):
+        except (OSError, http.client.HTTPException, json.JSONDecodeError, AssertionError, KeyError):
             return  # the gateway died under us: what was acknowledged before counts
 
 

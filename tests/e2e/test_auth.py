@@ -6,24 +6,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any, Callable
+
+from conftest import post
 
 SERVERS = Path(__file__).resolve().parent / "servers"
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
     "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "auth-test", "version": "1"}}}
-
-
-def post(url: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
-    h = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream", **headers}
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers=h, method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
-    except urllib.error.HTTPError as e:
-        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
 
 
 def create_key(moat_bin: str, keys_file: Path, subject: str) -> str:

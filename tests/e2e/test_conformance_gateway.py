@@ -58,9 +58,6 @@ def test_gateway_passes_every_scenario_its_upstream_passes(
 
 
 @pytest.mark.conformance
-@pytest.mark.xfail(strict=True, reason="the gateway answers a POST as JSON when nothing precedes the "
-                   "response and assigns no SSE event ids, so the suite skips the priming-event, "
-                   "retry-field and SSE-stream checks (see docs/gateway.md, Resumability)")
 def test_gateway_runs_every_sse_check_its_upstream_runs(
     moat_bin: str, start_demo_http: Callable[..., str], gateway: Callable[..., Any],
     run_conformance: Callable[..., Any],

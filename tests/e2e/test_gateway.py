@@ -16,6 +16,8 @@ from typing import Any, Callable
 
 import pytest
 
+from conftest import post
+
 CLIENTS = Path(__file__).resolve().parent / "clients"
 DEMO_TOOLS = {"echo", "add", "get_weather", "read_document", "lookup_customer", "ping_host"}
 # What the gateway serves of them: `get_weather`'s description is poisoned, so it is quarantined.
@@ -180,21 +182,8 @@ def test_a_crashed_stdio_upstream_is_restarted(
 # ---------------------------------------------------------------------------------------------
 # The transport rules, on the wire
 
-ACCEPT = "application/json, text/event-stream"
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
     "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "wire-test", "version": "1"}}}
-
-
-def post(url: str, body: bytes | dict[str, Any], headers: dict[str, str] | None = None,
-         method: str = "POST") -> tuple[int, dict[str, str], bytes]:
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    h = {"Content-Type": "application/json", "Accept": ACCEPT, **(headers or {})}
-    req = urllib.request.Request(url, data=data if method == "POST" else None, headers=h, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
-    except urllib.error.HTTPError as e:
-        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
 
 
 def open_session(url: str, version: str = "2025-11-25") -> str:
@@ -334,3 +323,66 @@ def test_typescript_sdk_client_through_the_gateway(
     assert tool in out["tools"]
     assert expected in json.dumps(out["result"]["content"])
     assert not out["result"].get("isError")
+
+
+# ---------------------------------------------------------------------------------------------
+# Resumability (2025-11-25 basic/transports; SEP-1699): a client that loses a POST stream comes
+# back with `Last-Event-ID` and gets the rest of that stream, the response included.
+
+
+def read_events(resp: Any, stop: Callable[[list[dict[str, str]]], bool]) -> list[dict[str, str]]:
+    """SSE events from an http.client response, until `stop(events)` or the end of the stream."""
+    events: list[dict[str, str]] = []
+    current: dict[str, str] = {}
+    while not stop(events):
+        line = resp.fp.readline()
+        if not line:
+            break
+        line = line.decode().rstrip("\r\n")
+        if not line:
+            if current:
+                events.append(current)
+            current = {}
+        elif not line.startswith(":") and ":" in line:
+            field, _, value = line.partition(":")
+            current[field] = current.get(field, "") + value.removeprefix(" ")
+    return events
+
+
+def test_a_client_that_loses_its_post_stream_resumes_it_with_last_event_id(
+    moat_bin: str, gateway: Callable[..., Any],
+) -> None:
+    import http.client
+    gw = gateway(upstreams=[{"name": "conformance", "command": [moat_bin, "demo-server", "--conformance"]}])
+    sid = open_session(gw.url)
+    post(gw.url, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, {"Mcp-Session-Id": sid})
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+               "Mcp-Session-Id": sid, "MCP-Protocol-Version": "2025-11-25"}
+    call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+        "name": "test_tool_with_progress", "arguments": {}, "_meta": {"progressToken": "p-1"}}}
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+    conn.request("POST", "/mcp", body=json.dumps(call), headers=headers)
+    resp = conn.getresponse()
+    assert resp.status == 200 and resp.getheader("Content-Type", "").startswith("text/event-stream")
+    # The priming event (an id, a retry delay, no data), then the first progress notification;
+    # then the connection breaks.
+    seen = read_events(resp, lambda evs: any(e.get("data") for e in evs))
+    assert seen[0]["id"] and seen[0].get("retry") and not seen[0].get("data"), seen
+    first = seen[-1]
+    assert json.loads(first["data"])["method"] == "notifications/progress", seen
+    conn.close()
+    time.sleep(0.5)  # the call finishes while the client is away
+
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+    conn.request("GET", "/mcp", headers={**headers, "Last-Event-ID": first["id"]})
+    resp = conn.getresponse()
+    assert resp.status == 200
+    rest = read_events(resp, lambda evs: any('"id":7' in e.get("data", "") for e in evs))
+    conn.close()
+    messages = [json.loads(e["data"]) for e in rest]
+    # Only what came after the last event seen: the two other progress steps, then the answer.
+    assert [m.get("method") for m in messages] == ["notifications/progress", "notifications/progress", None], messages
+    assert [m["params"]["progress"] for m in messages[:2]] == [50, 100]
+    assert messages[2]["result"]["content"][0]["text"] == "Tool with progress executed successfully"
+    stream, _, seq = first["id"].partition(".")
+    assert [e["id"] for e in rest] == [f"{stream}.{int(seq) + k}" for k in (1, 2, 3)]

@@ -149,7 +149,11 @@ impl PolicyConfig {
                 });
             }
             if rule.scopes.is_empty() {
-                out.push(AuthProblem { key: format!("{key}.scopes"), message: "the rule lists no scopes".into(), help: None });
+                out.push(AuthProblem {
+                    key: format!("{key}.scopes"),
+                    message: "the rule lists no scopes".into(),
+                    help: None,
+                });
             }
             for scope in &rule.scopes {
                 if !valid_scope(scope) {

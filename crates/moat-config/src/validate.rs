@@ -3,8 +3,8 @@
 use std::collections::HashSet;
 
 use crate::auth::url_problem;
-use crate::secret::inline_secret_reason;
 use crate::auth::AuthMode;
+use crate::secret::inline_secret_reason;
 use crate::upstream::{UpstreamGrant, UpstreamOAuthConfig};
 use crate::{Config, ConfigError, ConfigErrors, EnvValue, Origin, UpstreamConfig};
 

@@ -585,7 +585,8 @@ impl Router {
         };
         let items = match pin_kind {
             Some(pk) => {
-                let filtered = self.guards.pins.filter(&up.config.identity(), &up.name, up.config.pinning, pk, items).await;
+                let filtered =
+                    self.guards.pins.filter(&up.config.identity(), &up.name, up.config.pinning, pk, items).await;
                 for (name, q) in filtered.newly_quarantined {
                     self.record_quarantine(&up.name, kind.method(), &name, q).await;
                 }

@@ -38,6 +38,8 @@ pub struct Session {
     pub server_requests: Mutex<HashMap<Id, (usize, Id)>>,
     /// Resource URIs this client subscribed to.
     pub subscriptions: Mutex<HashSet<String>>,
+    /// The session's POST event streams, kept for resumption with `Last-Event-ID`.
+    pub streams: crate::front::resume::ResumableStreams,
     closed: AtomicBool,
 }
 
@@ -193,6 +195,7 @@ impl SessionTable {
             outbound: Mutex::new(OutboundQueue::default()),
             server_requests: Mutex::new(HashMap::new()),
             subscriptions: Mutex::new(HashSet::new()),
+            streams: crate::front::resume::ResumableStreams::default(),
             closed: AtomicBool::new(false),
         });
         let mut map = self.map.write().map_err(|_| CreateError::Rng)?;

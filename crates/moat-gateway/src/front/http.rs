@@ -276,6 +276,7 @@ impl HttpFront {
     async fn render(&self, session: &Arc<Session>, reply: Reply, accepts_sse: bool) -> Response {
         match reply {
             Reply::Accepted => StatusCode::ACCEPTED.into_response(),
+            Reply::Message(b) if accepts_sse => sse_response(session.streams.open_answered(b).events(0, true)),
             Reply::Message(b) => json_response(StatusCode::OK, b, None),
             // A client that takes event streams gets a resumable one: primed, with ids, fed by
             // the call whether or not the client stays connected (see `resume`).

@@ -2,5 +2,6 @@
 //! `moat gateway`; [`stdio`] is the newline-delimited stdio of `moat wrap`.
 
 pub mod http;
+pub mod resume;
 pub mod stdio;
 pub mod tls;
