@@ -58,7 +58,9 @@ def test_python_sdk_discovers_gets_a_token_for_the_gateway_and_steps_up(
     calls = [r for r in records if r["method"] == "tools/call" and r["decision"] == "allow"]
     assert {r["target"] for r in calls} == {"echo", "add"}
     assert all(r["principal"]["client_id"] == "moat-cc" for r in calls), calls
-    assert any("MOAT-AUTH-002" in r.get("rules", []) for r in records)
+    # ... and where each request came from, the refusals at the front included.
+    refused = [r for r in records if "MOAT-AUTH-002" in r.get("rules", [])]
+    assert refused and all(r["source"].startswith("127.0.0.1:") for r in calls + refused), records
 
 
 def test_insufficient_scope_is_403_naming_the_scope_and_other_audiences_are_refused(

@@ -11,6 +11,7 @@ pub mod front;
 pub mod guard;
 pub mod metrics;
 pub mod names;
+pub mod request;
 pub mod router;
 pub mod session;
 pub mod telemetry;

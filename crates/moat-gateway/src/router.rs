@@ -727,10 +727,10 @@ impl Router {
         let this = self.clone();
         let session = session.clone();
         let msg = msg.clone();
-        let caller = crate::upstream::current_caller();
+        let request = crate::request::current();
         // The task carries the request's span (it ends when the task does).
-        tokio::spawn(opentelemetry::context::FutureExt::with_current_context(crate::upstream::with_caller(
-            caller,
+        tokio::spawn(opentelemetry::context::FutureExt::with_current_context(crate::request::scope(
+            request,
             async move {
                 let (answer, record) =
                     this.guarded_call(&session, &msg, &up, upstream, &method, params, &client_id, tx.clone()).await;
@@ -880,6 +880,7 @@ impl Router {
         let Some(log) = &self.audit else { return bytes };
         let mut event = record.into_audit_event(&self.guards.detector, self.audit_arguments);
         event.trace_id = crate::telemetry::current_trace_id();
+        event.source = crate::request::current().source.map(|a| a.to_string());
         match log.append(event).await {
             Ok(_) => bytes,
             Err(e) if log.is_required() => {

@@ -29,23 +29,6 @@ fn state_dir() -> PathBuf {
         .unwrap_or_else(|| std::env::temp_dir().join("moat-state"))
 }
 
-tokio::task_local! {
-    /// The OAuth access token of the request being handled, for upstreams with
-    /// `grant = "token_exchange"`. Set by the front around the router; carried by the router
-    /// into the task that makes the call. Never sent anywhere but to the token endpoint.
-    static CALLER: Option<moat_auth::SubjectToken>;
-}
-
-/// Runs `fut`, the handling of one request, with `caller` as that request's subject token.
-pub async fn with_caller<F: std::future::Future>(caller: Option<moat_auth::SubjectToken>, fut: F) -> F::Output {
-    CALLER.scope(caller, fut).await
-}
-
-/// The subject token of the request being handled, to carry into a task spawned for it.
-pub fn current_caller() -> Option<moat_auth::SubjectToken> {
-    CALLER.try_with(Clone::clone).ok().flatten()
-}
-
 /// What an upstream said about itself in `initialize`.
 #[derive(Debug, Clone)]
 pub struct UpstreamInfo {
@@ -273,7 +256,7 @@ impl Upstream {
         Ok(Some(source))
     }
 
-    /// The `Authorization` value of a call made for the current caller (see [`with_caller`])
+    /// The `Authorization` value of a call made for the current caller (see [`crate::request`])
     /// when this upstream exchanges callers' tokens (RFC 8693); `None` for every other
     /// upstream, whose transport presents Moat's own credential.
     ///
@@ -290,7 +273,7 @@ impl Upstream {
                 return Err(format!("upstream `{}` is unavailable: Moat could not obtain its credential", self.name));
             }
         };
-        let Some(subject) = current_caller() else {
+        let Some(subject) = crate::request::current().caller else {
             return Err(format!(
                 "upstream `{}` is called on behalf of the caller, and this request carries no OAuth access token",
                 self.name

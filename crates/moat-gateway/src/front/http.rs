@@ -11,9 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use moat_config::auth::PolicyConfig;
@@ -22,6 +23,7 @@ use moat_mcp::jsonrpc::{self, code};
 use moat_mcp::{sse, Limits, Message, ProtocolVersion};
 use tokio::sync::mpsc;
 
+use crate::request::RequestContext;
 use crate::router::{server_discover_unsupported, NameParam, Reply, Router, StreamItem};
 use crate::session::{self, Lookup, Session};
 
@@ -268,8 +270,11 @@ impl HttpFront {
         };
         // The caller's OAuth token is kept for upstreams that exchange it (RFC 8693); it is
         // never forwarded.
-        let caller = moat_auth::SubjectToken::from_request(&principal, &headers);
-        let reply = crate::upstream::with_caller(caller, self.router.handle(&session, msg)).await;
+        let cx = RequestContext {
+            caller: moat_auth::SubjectToken::from_request(&principal, &headers),
+            ..crate::request::current()
+        };
+        let reply = crate::request::scope(cx, self.router.handle(&session, msg)).await;
         self.render(&session, reply, accepts_sse).await
     }
 
@@ -347,7 +352,18 @@ impl HttpFront {
     }
 }
 
-async fn endpoint(State(front): State<Arc<HttpFront>>, method: Method, headers: HeaderMap, body: Body) -> Response {
+async fn endpoint(
+    State(front): State<Arc<HttpFront>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let cx = RequestContext { source: peer.map(|Extension(ConnectInfo(a))| a), caller: None };
+    crate::request::scope(cx, dispatch(front, method, headers, body)).await
+}
+
+async fn dispatch(front: Arc<HttpFront>, method: Method, headers: HeaderMap, body: Body) -> Response {
     match method {
         Method::POST => {
             // The client's W3C trace context (when tracing is on) parents the request's span.
@@ -498,7 +514,14 @@ pub async fn serve(
             _ = &mut shutdown => return,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        // The peer's address travels with each request, for the audit record's `source`.
+        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+            app.clone(),
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                req
+            },
+        ));
         let builder = builder.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
