@@ -27,8 +27,10 @@ def oauth_gateway(gateway: Callable[..., Any], moat_bin: str, issuer: str) -> An
     )
 
 
-def run_sdk_client(python: str, url: str, issuer: str, scopes: str, ops: list[dict[str, Any]]) -> dict[str, Any]:
-    out = subprocess.run([python, str(CLIENTS / "oauth_client.py"), url, issuer, "moat-cc", "moat-cc-secret", scopes],
+def run_sdk_client(python: str, url: str, issuer: str, scopes: str, ops: list[dict[str, Any]],
+                   flow: str = "client_credentials") -> dict[str, Any]:
+    client = ["moat-cc", "moat-cc-secret"] if flow == "client_credentials" else ["moat-pkce", "-"]
+    out = subprocess.run([python, str(CLIENTS / "oauth_client.py"), url, issuer, *client, scopes, flow],
                          input=json.dumps(ops), capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-4000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -61,6 +63,29 @@ def test_python_sdk_discovers_gets_a_token_for_the_gateway_and_steps_up(
     # ... and where each request came from, the refusals at the front included.
     refused = [r for r in records if "MOAT-AUTH-002" in r.get("rules", [])]
     assert refused and all(r["source"].startswith("127.0.0.1:") for r in calls + refused), records
+
+
+def test_python_sdk_authorization_code_flow_with_pkce_signs_in_and_steps_up(
+    moat_bin: str, python_mcp1: str, gateway: Callable[..., Any], oidc_provider: OidcProvider,
+) -> None:
+    """The flow of an interactive client: PKCE, a sign-in and a consent at the authorization
+    server, the code exchanged for a token bound to the gateway, and step-up (a second consent)."""
+    gw = oauth_gateway(gateway, moat_bin, oidc_provider.issuer)
+    got = run_sdk_client(python_mcp1, gw.url, oidc_provider.issuer, "mcp:read", [
+        {"op": "call_tool", "name": "echo", "arguments": {"text": "signed in"}},
+        {"op": "call_tool", "name": "add", "arguments": {"a": 40, "b": 2}},
+    ], flow="authorization_code")
+    echo, add = got["results"]
+    assert echo["ok"]["content"][0]["text"] == "signed in"
+    assert add["ok"]["content"][0]["text"].strip() == "42"
+    scopes = [set((s or "").split()) for s in got["token_scopes"]]
+    assert len(scopes) == 2 and "mcp:admin" not in scopes[0] and "mcp:admin" in scopes[1], got["token_scopes"]
+    assert got["browser_pages"] >= 2, "the user signed in and consented at the authorization server"
+    records = gw.audit_records(moat_bin)
+    calls = [r for r in records if r["method"] == "tools/call" and r["decision"] == "allow"]
+    # The calls are the signed-in user's: `sub` is the login, and the client is the public one.
+    assert calls and all(r["principal"]["subject"] == f"oauth:{oidc_provider.issuer}##alice" for r in calls), calls
+    assert all(r["principal"]["client_id"] == "moat-pkce" for r in calls), calls
 
 
 def test_insufficient_scope_is_403_naming_the_scope_and_other_audiences_are_refused(

@@ -147,7 +147,9 @@ function makeProvider(issuer) {
       {
         client_id: 'moat-pkce',
         token_endpoint_auth_method: 'none',
-        grant_types: ['authorization_code', 'refresh_token'],
+        // No refresh_token: this provider does not enable that grant, and a client listing it
+        // is refused as invalid metadata.
+        grant_types: ['authorization_code'],
         response_types: ['code'],
         redirect_uris: ['http://127.0.0.1/callback'],
         scope: scopes,
