@@ -156,7 +156,8 @@ def telemetry_toml(receiver: OtlpReceiver, tmp_path: Path, extra: str = "") -> s
     return (
         f'[telemetry]\notlp_endpoint = "{receiver.url}"\nservice_name = "moat-e2e"\n'
         'headers = { x-collector-key = "env:MOAT_TEST_COLLECTOR_KEY" }\n'
-        f'\n[audit]\njsonl = "{tmp_path / "audit.jsonl"}"\n{extra}'
+        # `required`: each record is written before its answer leaves, so the test can read it.
+        f'\n[audit]\njsonl = "{tmp_path / "audit.jsonl"}"\nrequired = true\n{extra}'
     )
 
 
