@@ -291,6 +291,11 @@ def test_client_traceparent_is_the_parent_and_spans_are_flushed_at_exit(
     assert json.loads(payload)["error"]["code"] == -32602
 
     assert not otlp_receiver.spans, "nothing is exported before the batch delay"
+    # A tool that fails: a result with `isError`, the conventions' `tool_error`.
+    failing = {"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "fail", "arguments": {}}}
+    status, _, payload = post(gw.url, failing, h)
+    assert json.loads(payload)["result"]["isError"] is True, payload
+
     gw.child.kill()  # SIGTERM: the gateway flushes its spans before it exits
     assert gw.child.process.returncode == 0, gw.child.log()
     spans = otlp_receiver.wait_for(lambda s: len(s) > 0, timeout=1.0)
@@ -306,8 +311,15 @@ def test_client_traceparent_is_the_parent_and_spans_are_flushed_at_exit(
     failed = next(s for s in spans if s.kind == "SPAN_KIND_SERVER" and s.name == "tools/call nope")
     assert failed.attributes["rpc.jsonrpc.error_code"] == -32602
     assert failed.status_code == "STATUS_CODE_ERROR"
+    for kind in ("SPAN_KIND_SERVER", "SPAN_KIND_CLIENT"):
+        tool_error = next(s for s in spans if s.kind == kind and s.name == "tools/call fail")
+        assert tool_error.attributes["error.type"] == "tool_error", tool_error
+        assert tool_error.status_code == "STATUS_CODE_ERROR"
+        assert "rpc.jsonrpc.error_code" not in tool_error.attributes
 
-    assert sorted(audit_trace_ids(tmp_path / "audit.jsonl", "tools/call")) == sorted([client_trace, meta_trace])
+    # Each forwarded call's audit record names its trace (the unknown tool was never forwarded).
+    expected = sorted([client_trace, meta_trace, tool_error.trace_id])
+    assert sorted(audit_trace_ids(tmp_path / "audit.jsonl", "tools/call")) == expected
     exported = everything_exported(otlp_receiver)
     assert alice not in exported and sid not in exported, "neither the API key nor the session id is exported"
 

@@ -121,8 +121,8 @@ pub fn upstream_result<T>(cx: Option<&Context>, result: &Result<(Message, T), mo
     let span = cx.span();
     match result {
         Ok((msg, _)) => {
-            if let Some(code) = msg.error().and_then(error_code_of) {
-                set_error_code(&span, code);
+            if let Some(outcome) = outcome_of(msg.error(), msg.result()) {
+                set_outcome(&span, outcome);
             }
         }
         Err(e) => {
@@ -162,8 +162,8 @@ pub fn record_decision(record: &DecisionRecord, answer: &[u8]) {
         let rules: Vec<StringValue> = record.rules.iter().map(|r| StringValue::from(r.clone())).collect();
         span.set_attribute(KeyValue::new("moat.rules", Value::Array(rules.into())));
     }
-    if let Some(code) = answer_error_code(answer) {
-        set_error_code(&span, code);
+    if let Some(outcome) = answer_outcome(answer) {
+        set_outcome(&span, outcome);
     }
 }
 
@@ -172,8 +172,8 @@ pub fn record_decision(record: &DecisionRecord, answer: &[u8]) {
 pub fn record_answer(cx: &Context, answer: &[u8]) {
     let span = cx.span();
     if span.is_recording() {
-        if let Some(code) = answer_error_code(answer) {
-            set_error_code(&span, code);
+        if let Some(outcome) = answer_outcome(answer) {
+            set_outcome(&span, outcome);
         }
     }
 }
@@ -189,10 +189,27 @@ pub fn current_trace_id() -> Option<String> {
     sc.is_valid().then(|| sc.trace_id().to_string())
 }
 
-fn set_error_code(span: &opentelemetry::trace::SpanRef<'_>, code: i64) {
-    span.set_attribute(KeyValue::new("rpc.jsonrpc.error_code", code));
-    span.set_attribute(KeyValue::new("error.type", code.to_string()));
-    span.set_status(Status::error(format!("JSON-RPC error {code}")));
+/// How an answer failed, when it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// A JSON-RPC error, with its code.
+    JsonRpcError(i64),
+    /// A tool result with `isError: true` (the semantic conventions' `tool_error`).
+    ToolError,
+}
+
+fn set_outcome(span: &opentelemetry::trace::SpanRef<'_>, outcome: Outcome) {
+    match outcome {
+        Outcome::JsonRpcError(code) => {
+            span.set_attribute(KeyValue::new("rpc.jsonrpc.error_code", code));
+            span.set_attribute(KeyValue::new("error.type", code.to_string()));
+            span.set_status(Status::error(format!("JSON-RPC error {code}")));
+        }
+        Outcome::ToolError => {
+            span.set_attribute(KeyValue::new("error.type", "tool_error"));
+            span.set_status(Status::error("tool error"));
+        }
+    }
 }
 
 /// `{method} {target}` for calls with a low-cardinality target (a tool or prompt name),
@@ -295,22 +312,40 @@ impl Extractor for MetaCarrier {
     }
 }
 
-fn answer_error_code(answer: &[u8]) -> Option<i64> {
+fn answer_outcome(answer: &[u8]) -> Option<Outcome> {
     #[derive(Deserialize)]
     struct Answer<'a> {
         #[serde(borrow)]
         error: Option<&'a serde_json::value::RawValue>,
+        #[serde(borrow)]
+        result: Option<&'a serde_json::value::RawValue>,
     }
     let a: Answer<'_> = serde_json::from_slice(answer).ok()?;
-    error_code_of(a.error?)
+    outcome_of(a.error, a.result)
 }
 
-fn error_code_of(error: &serde_json::value::RawValue) -> Option<i64> {
+fn outcome_of(
+    error: Option<&serde_json::value::RawValue>,
+    result: Option<&serde_json::value::RawValue>,
+) -> Option<Outcome> {
     #[derive(Deserialize)]
     struct Error {
         code: Option<i64>,
     }
-    serde_json::from_str::<Error>(error.get()).ok()?.code
+    #[derive(Deserialize)]
+    struct ToolResult {
+        #[serde(rename = "isError")]
+        is_error: Option<bool>,
+    }
+    if let Some(e) = error {
+        return serde_json::from_str::<Error>(e.get()).ok()?.code.map(Outcome::JsonRpcError);
+    }
+    let r = result?;
+    // Most results are not tool errors: skip the second parse.
+    if !r.get().contains("\"isError\"") {
+        return None;
+    }
+    (serde_json::from_str::<ToolResult>(r.get()).ok()?.is_error == Some(true)).then_some(Outcome::ToolError)
 }
 
 struct HeaderExtractor<'a>(&'a http::HeaderMap);
@@ -361,11 +396,19 @@ mod tests {
     #[test]
     fn error_codes_are_read_from_answers() {
         assert_eq!(
-            answer_error_code(br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"m"}}"#),
-            Some(-32602)
+            answer_outcome(br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"m"}}"#),
+            Some(Outcome::JsonRpcError(-32602))
         );
-        assert_eq!(answer_error_code(br#"{"jsonrpc":"2.0","id":1,"result":{"error":{"code":1}}}"#), None);
-        assert_eq!(answer_error_code(b"not json"), None);
+        assert_eq!(answer_outcome(br#"{"jsonrpc":"2.0","id":1,"result":{"error":{"code":1}}}"#), None);
+        assert_eq!(
+            answer_outcome(br#"{"jsonrpc":"2.0","id":1,"result":{"content":[],"isError":true}}"#),
+            Some(Outcome::ToolError)
+        );
+        assert_eq!(
+            answer_outcome(br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"\"isError\""}],"isError":false}}"#),
+            None
+        );
+        assert_eq!(answer_outcome(b"not json"), None);
     }
 
     #[test]

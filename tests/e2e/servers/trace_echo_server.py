@@ -28,5 +28,11 @@ def trace_headers(ctx: Context, note: str = "") -> str:
     })
 
 
+@mcp.tool()
+def fail() -> str:
+    """Always fails: the SDK answers with a tool result whose `isError` is true."""
+    raise ValueError("this tool always fails")
+
+
 if __name__ == "__main__":
     mcp.run(transport="streamable-http")
