@@ -19,7 +19,13 @@ pub struct McpClient {
     path: String,
     session: Option<String>,
     version: String,
+    /// The `Accept` header: both media types (what SDK clients send; the gateway then answers
+    /// with resumable event streams), or JSON alone.
+    pub accept: &'static str,
 }
+
+/// `Accept` of a client that takes JSON or an event stream.
+pub const ACCEPT_BOTH: &str = "application/json, text/event-stream";
 
 impl McpClient {
     pub async fn connect(addr: SocketAddr, path: &str) -> Result<McpClient> {
@@ -35,6 +41,7 @@ impl McpClient {
             path: path.to_string(),
             session: None,
             version: "2025-11-25".into(),
+            accept: ACCEPT_BOTH,
         })
     }
 
@@ -106,7 +113,7 @@ impl McpClient {
             .uri(&self.path)
             .header(header::HOST, &self.host)
             .header(header::CONTENT_TYPE, "application/json")
-            .header(header::ACCEPT, "application/json, text/event-stream");
+            .header(header::ACCEPT, self.accept);
         if let Some(s) = &self.session {
             req = req.header("mcp-session-id", s).header("mcp-protocol-version", &self.version);
         }

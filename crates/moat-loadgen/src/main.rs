@@ -73,6 +73,10 @@ struct Args {
     /// Targets to measure, comma-separated: `direct`, `gateway-http`, `gateway-stdio`.
     #[arg(long, value_delimiter = ',', default_value = "direct,gateway-http,gateway-stdio")]
     targets: Vec<Target>,
+    /// Clients accept JSON answers only (`Accept: application/json`) instead of JSON or an
+    /// event stream, to measure what the gateway's resumable streams cost.
+    #[arg(long)]
+    json_only: bool,
 }
 
 fn main() -> ExitCode {
@@ -143,6 +147,9 @@ async fn load(addr: SocketAddr, clients: usize, args: &Args, text: Arc<str>) -> 
     let mut sessions = Vec::with_capacity(clients);
     for _ in 0..clients {
         let mut c = McpClient::connect(addr, "/mcp").await?;
+        if args.json_only {
+            c.accept = "application/json";
+        }
         c.initialize().await?;
         sessions.push(c);
     }
