@@ -15,6 +15,7 @@ from conftest import OidcProvider
 from test_auth import INIT, post
 
 CLIENTS = Path(__file__).resolve().parent / "clients"
+SERVERS = Path(__file__).resolve().parent / "servers"
 
 # `add` needs `mcp:admin` on top of the `mcp:read` every request needs.
 SCOPE_RULES = '[[policy.scopes]]\ntool = "add"\nscopes = ["mcp:admin"]\n'
@@ -150,3 +151,34 @@ def test_scope_rules_without_authentication_are_a_config_error(moat_bin: str, tm
     out = subprocess.run([moat_bin, "config", "check", str(config)], capture_output=True, text=True, timeout=30)
     assert out.returncode != 0
     assert "policy.scopes[0]" in out.stderr and "auth.mode" in out.stderr, out.stderr
+
+
+def test_a_real_oauth_token_never_reaches_the_upstream_nor_the_logs(
+    moat_bin: str, python_mcp1: str, gateway: Callable[..., Any], spawn: Callable[..., Any], free_port: int,
+    oidc_provider: OidcProvider, tmp_path: Path,
+) -> None:
+    """No token passthrough with a real access token: the HTTP upstream (which echoes the headers
+    it received) sees Moat's own credential; the token is in no log line and no audit record."""
+    upstream = spawn([python_mcp1, str(SERVERS / "header_echo_server.py"), str(free_port)], name="header-echo")
+    upstream.wait_for_port(free_port)
+    (tmp_path / "upstream-token").write_text("moat-own-upstream-token\n")
+    gw = gateway(
+        upstreams=[{"name": "echo", "url": f"http://127.0.0.1:{free_port}/mcp",
+                    "credential": f"file:{tmp_path / 'upstream-token'}"}],
+        extra=f'[auth]\nmode = "oauth"\nissuer = "{oidc_provider.issuer}"\n',
+    )
+    token = oidc_provider.client_credentials_token("moat-cc", "moat-cc-secret", gw.url, "mcp:read")
+    status, headers, _ = post(gw.url, INIT, {"Authorization": f"Bearer {token}"})
+    assert status == 200
+    auth = {"Authorization": f"Bearer {token}", "Mcp-Session-Id": headers["mcp-session-id"]}
+    post(gw.url, {"jsonrpc": "2.0", "method": "notifications/initialized"}, auth)
+    post(gw.url, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, auth)
+    call = {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}
+    status, _, payload = post(gw.url, call, auth)
+    assert status == 200, payload
+    seen = json.loads(json.loads(payload)["result"]["content"][0]["text"])
+    assert seen["authorization"] == "Bearer moat-own-upstream-token"
+    signature = token.rsplit(".", 1)[-1]
+    assert signature not in json.dumps(seen), "the client's token never reaches the upstream"
+    assert signature not in gw.child.log() and "moat-own-upstream-token" not in gw.child.log()
+    assert signature not in json.dumps(gw.audit_records(moat_bin))
