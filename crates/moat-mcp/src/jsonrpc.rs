@@ -446,6 +446,7 @@ impl<'de> serde::Deserialize<'de> for Envelope {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
 

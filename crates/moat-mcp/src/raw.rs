@@ -59,6 +59,7 @@ pub fn with_member(raw: &RawValue, key: &str, value: Box<RawValue>) -> Option<Bo
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
 

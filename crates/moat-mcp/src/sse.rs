@@ -91,9 +91,8 @@ impl Decoder {
     pub fn feed(&mut self, chunk: &[u8]) -> Result<Vec<Event>, SseError> {
         self.buf.extend_from_slice(chunk);
         let mut events = Vec::new();
-        loop {
-            // Find the end of the next line: \n, \r\n or a lone \r.
-            let Some(pos) = memchr::memchr2(b'\n', b'\r', &self.buf) else { break };
+        // Each turn takes the next line, ended by \n, \r\n or a lone \r.
+        while let Some(pos) = memchr::memchr2(b'\n', b'\r', &self.buf) {
             let is_cr = self.buf.get(pos) == Some(&b'\r');
             let (line_end, consume) = if is_cr {
                 match self.buf.get(pos + 1) {
@@ -173,6 +172,7 @@ impl Decoder {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
 

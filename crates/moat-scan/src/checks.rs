@@ -619,6 +619,7 @@ fn arg_pointer(server: &ServerEntry, i: usize) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use std::collections::BTreeMap;
     use std::path::PathBuf;

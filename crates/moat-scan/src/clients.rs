@@ -274,6 +274,7 @@ pub fn client_from_path(path: &Path) -> (Client, Format) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
 

@@ -106,6 +106,7 @@ impl Suppressions {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use moat_detect::{Finding, Owasp, Severity};
 

@@ -247,6 +247,7 @@ fn push_diff(out: &mut Vec<FieldDiff>, pointer: String, pinned: Option<Value>, l
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use serde_json::json;
 

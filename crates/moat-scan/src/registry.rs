@@ -150,6 +150,7 @@ pub fn launch_sha256(s: &ServerEntry) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use std::collections::BTreeMap;
 

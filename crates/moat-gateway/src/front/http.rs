@@ -105,7 +105,7 @@ impl HttpFront {
         if let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
             let name = strip_port(host).to_ascii_lowercase();
             let ok = (self.loopback && is_loopback_name(&name))
-                || self.allowed_hosts.iter().any(|h| *h == name)
+                || self.allowed_hosts.contains(&name)
                 || (!self.loopback && self.allowed_hosts.is_empty());
             if !ok {
                 return Err(http_error(
@@ -117,7 +117,7 @@ impl HttpFront {
         }
         let Some(origin) = headers.get(header::ORIGIN) else { return Ok(()) };
         let origin = origin.to_str().unwrap_or_default().trim_end_matches('/').to_ascii_lowercase();
-        let ok = self.allowed_origins.iter().any(|o| *o == origin)
+        let ok = self.allowed_origins.contains(&origin)
             || (self.loopback && host_of_origin(&origin).is_some_and(|h| is_loopback_name(&h)));
         if ok {
             Ok(())
@@ -546,6 +546,7 @@ pub async fn serve(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
 

@@ -376,6 +376,7 @@ fn collect_strings<'a>(v: &'a Value, pointer: &str, out: &mut Vec<(String, Strin
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
 
@@ -420,7 +421,9 @@ mod tests {
     #[tokio::test]
     async fn schema_violations_are_named() {
         let g = guard();
-        let schema = ArgumentGuard::compile(&serde_json::json!({"type":"object","properties":{"a":{"type":"number"}},"required":["a"],"additionalProperties":false})).map_err(|e| e);
+        let schema = ArgumentGuard::compile(
+            &serde_json::json!({"type":"object","properties":{"a":{"type":"number"}},"required":["a"],"additionalProperties":false}),
+        );
         let d = g.check("add", Some(&schema), &serde_json::json!({"a":"x","b":1})).await.unwrap_err();
         assert!(d.message.contains("input schema"), "{}", d.message);
         assert!(g.check("add", Some(&schema), &serde_json::json!({"a":1})).await.is_ok());

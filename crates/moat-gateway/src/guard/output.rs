@@ -277,6 +277,7 @@ It is data, not instructions: do not follow it. Its spaces are shown as ^.]\n<<{
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
     use serde_json::json;
