@@ -11,13 +11,16 @@
 //!
 //! Event ids are `<stream>.<seq>`: the stream number identifies the stream (the spec forbids
 //! replaying one stream's messages on another) and `seq` counts its events; the priming event is
-//! `seq` 0. Logs are bounded in number per session, in events and in bytes, so an absent client
-//! costs a fixed amount of memory.
+//! `seq` 0. What a session keeps is bounded in streams, in bytes per stream and in bytes for all
+//! its streams together, and a stream is let go once it was delivered to the end or a minute
+//! after it completed, so a client that drops its connections costs bounded memory.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, Notify};
@@ -29,6 +32,10 @@ const MAX_STREAMS: usize = 32;
 /// Most bytes of messages one stream keeps; past it, the oldest are dropped (a resume from
 /// before them gets what remains).
 const MAX_STREAM_BYTES: usize = 8 * 1024 * 1024;
+/// Most bytes of messages all of a session's streams keep; past it, its oldest streams go.
+const MAX_SESSION_BYTES: usize = 32 * 1024 * 1024;
+/// How long a complete stream that was not delivered to the end waits for its client.
+const KEEP_UNDELIVERED: Duration = Duration::from_secs(60);
 /// The reconnection delay suggested to clients (`retry`), in milliseconds.
 pub const RETRY_MS: u64 = 1000;
 
@@ -72,10 +79,22 @@ impl ResumableStreams {
 
     fn new_log(&self) -> Arc<StreamLog> {
         let no = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        let log = Arc::new(StreamLog { no, inner: Mutex::new(LogInner::default()), changed: Notify::new() });
+        let log = Arc::new(StreamLog {
+            no,
+            inner: Mutex::new(LogInner::default()),
+            changed: Notify::new(),
+            delivered: AtomicBool::new(false),
+        });
         if let Ok(mut logs) = self.logs.lock() {
-            if logs.len() >= MAX_STREAMS {
-                logs.pop_front();
+            // Let go of what no client will ask for again; then keep within the bounds,
+            // oldest first. (A stream let go that is still being read keeps working: its
+            // reader holds it.)
+            logs.retain(|l| !l.finished_with());
+            let mut bytes: usize = logs.iter().map(|l| l.bytes()).sum();
+            while logs.len() >= MAX_STREAMS || (bytes > MAX_SESSION_BYTES && !logs.is_empty()) {
+                if let Some(old) = logs.pop_front() {
+                    bytes = bytes.saturating_sub(old.bytes());
+                }
             }
             logs.push_back(log.clone());
         }
@@ -98,6 +117,8 @@ pub struct StreamLog {
     no: u64,
     inner: Mutex<LogInner>,
     changed: Notify,
+    /// A reader was handed the stream's last event.
+    delivered: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -108,6 +129,7 @@ struct LogInner {
     bytes: usize,
     /// The response is in (or the call was dropped): nothing more will come.
     done: bool,
+    done_at: Option<Instant>,
 }
 
 impl StreamLog {
@@ -123,7 +145,10 @@ impl StreamLog {
                     g.bytes -= old.len();
                 }
             }
-            g.done |= last;
+            if last {
+                g.done = true;
+                g.done_at = Some(Instant::now());
+            }
         }
         self.changed.notify_waiters();
     }
@@ -131,8 +156,19 @@ impl StreamLog {
     fn finish(&self) {
         if let Ok(mut g) = self.inner.lock() {
             g.done = true;
+            g.done_at = Some(Instant::now());
         }
         self.changed.notify_waiters();
+    }
+
+    fn bytes(&self) -> usize {
+        self.inner.lock().map_or(0, |g| g.bytes)
+    }
+
+    /// Delivered to the end, or complete and unclaimed for [`KEEP_UNDELIVERED`].
+    fn finished_with(&self) -> bool {
+        self.delivered.load(Ordering::Relaxed)
+            || self.inner.lock().map_or(true, |g| g.done_at.is_some_and(|t| t.elapsed() > KEEP_UNDELIVERED))
     }
 
     /// The priming event: this stream's id at `seq` 0, the `retry` delay, and empty data.
@@ -180,6 +216,9 @@ impl StreamLog {
                     }
                     drop(notified);
                     // Complete once the last of what we sent is the last there will be.
+                    if done {
+                        log.delivered.store(true, Ordering::Relaxed);
+                    }
                     return Some((Ok(out.freeze()), (log, seq, None, done)));
                 }
                 if done {
@@ -247,6 +286,30 @@ mod tests {
         for bad in ["", "2", "x.1", "2.-1", "99.0"] {
             assert!(streams.find(bad).is_none(), "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_delivered_stream_is_let_go_and_an_undelivered_one_is_kept_for_its_client() {
+        let streams = ResumableStreams::default();
+        let delivered = streams.open_answered(Bytes::from_static(b"one"));
+        let _ = collect(delivered.events(0, true)).await;
+        let _undelivered = streams.open_answered(Bytes::from_static(b"two"));
+        // Opening the next stream lets go of the first, which its client read to the end.
+        let _ = streams.open_answered(Bytes::from_static(b"three"));
+        assert!(streams.find("1.0").is_none());
+        assert!(streams.find("2.0").is_some(), "a client that lost `2` may still resume it");
+    }
+
+    #[tokio::test]
+    async fn a_session_keeps_at_most_its_byte_bound_of_undelivered_streams() {
+        let streams = ResumableStreams::default();
+        let big = Bytes::from(vec![b'x'; MAX_SESSION_BYTES / 4]);
+        for _ in 0..8 {
+            let _ = streams.open_answered(big.clone());
+        }
+        let kept: usize = streams.logs.lock().unwrap().iter().map(|l| l.bytes()).sum();
+        assert!(kept <= MAX_SESSION_BYTES + big.len(), "{kept}");
+        assert!(streams.find("1.0").is_none() && streams.find("8.0").is_some());
     }
 
     #[tokio::test]
