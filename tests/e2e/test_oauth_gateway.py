@@ -87,6 +87,11 @@ def test_python_sdk_authorization_code_flow_with_pkce_signs_in_and_steps_up(
     # The calls are the signed-in user's: `sub` is the login, and the client is the public one.
     assert calls and all(r["principal"]["subject"] == f"oauth:{oidc_provider.issuer}##alice" for r in calls), calls
     assert all(r["principal"]["client_id"] == "moat-pkce" for r in calls), calls
+    # The session's opening is a record too: who, from where, with which client software.
+    opened = [r for r in records if r["method"] == "initialize"]
+    assert len(opened) == 1 and opened[0]["reason"] == "session_opened", opened
+    assert opened[0]["principal"]["subject"] == calls[0]["principal"]["subject"]
+    assert opened[0]["source"].startswith("127.0.0.1:") and opened[0]["target"] == "mcp", opened
 
 
 def test_insufficient_scope_is_403_naming_the_scope_and_other_audiences_are_refused(

@@ -351,12 +351,18 @@ impl Router {
             protocol_version: Option<String>,
             #[serde(default)]
             capabilities: Value,
+            client_info: Option<ClientInfo>,
+        }
+        #[derive(Deserialize)]
+        struct ClientInfo {
+            name: Option<String>,
         }
         let Some(id) = msg.id() else { return Bytes::new() };
         let params: Option<InitParams> = msg.params_as();
         let requested = params.as_ref().and_then(|p| p.protocol_version.as_deref());
         let version = ProtocolVersion::negotiate(requested);
         session.set_version(version);
+        let client_name = params.as_ref().and_then(|p| p.client_info.as_ref()).and_then(|c| c.name.clone());
         if let (Some(p), Ok(mut caps)) = (params, session.client_capabilities.write()) {
             *caps = p.capabilities;
         }
@@ -372,7 +378,15 @@ impl Router {
         if let (Some(instr), Some(obj)) = (self.instructions(), result.as_object_mut()) {
             obj.insert("instructions".into(), Value::String(instr));
         }
-        jsonrpc::response(id, &to_raw(&result))
+        // Who opened a session, from where and with which client: recorded before the session
+        // is usable (with `[audit] required`, a session that cannot be recorded is not opened).
+        // The client's name is its own claim, kept to spot unexpected clients, never trusted.
+        let mut name = client_name.unwrap_or_default();
+        name.retain(|c| !c.is_control());
+        name.truncate(name.floor_char_boundary(128));
+        let rec =
+            self.record(session, "", "initialize", &name, Decision::Allow, Vec::new(), "session_opened", None, None);
+        self.commit(rec, jsonrpc::response(id, &to_raw(&result)), Some(id)).await
     }
 
     /// The union of what the upstreams offer. List-changed notifications are always
