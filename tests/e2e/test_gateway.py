@@ -207,7 +207,7 @@ def demo_gateway(moat_bin: str, gateway: Callable[..., Any]) -> Any:
                    gateway_keys={"max_body_bytes": 65536, "max_json_depth": 16})
 
 
-def test_sessions_and_versions_follow_the_spec(demo_gateway: Any) -> None:
+def test_sessions_and_versions_follow_the_spec(demo_gateway: Any, moat_bin: str) -> None:
     url = demo_gateway.url
     call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "x"}}}
     status, _, payload = post(url, call)
@@ -227,6 +227,10 @@ def test_sessions_and_versions_follow_the_spec(demo_gateway: Any) -> None:
     assert status in (200, 204)
     status, _, _ = post(url, call, {"Mcp-Session-Id": sid})
     assert status == 404
+    # The audit log shows the session's life: opened, then closed by its client.
+    mine = [r for r in demo_gateway.audit_records(moat_bin) if r.get("session") == sid[:8]]
+    assert [r["reason"] for r in mine if r.get("reason", "").startswith("session_")] == [
+        "session_opened", "session_closed"], mine
 
 
 def test_bad_input_gets_a_clear_error_and_others_carry_on(demo_gateway: Any) -> None:

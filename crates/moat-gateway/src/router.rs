@@ -864,6 +864,13 @@ impl Router {
         let _ = self.commit(record, Bytes::new(), None).await;
     }
 
+    /// Records that a client ended its session (HTTP DELETE), so that the log shows a session's
+    /// whole life. (Sessions that expire are not recorded one by one.)
+    pub async fn record_session_closed(&self, session: &Session) {
+        let rec = self.record(session, "", "", "", Decision::Allow, Vec::new(), "session_closed", None, None);
+        let _ = self.commit(rec, Bytes::new(), None).await;
+    }
+
     /// Records a refusal made at the front, before any session or upstream is involved
     /// (unauthenticated request, session of another principal, malformed message).
     pub async fn record_refusal(&self, principal: &str, method: &str, reason: &str, rule: &str) {

@@ -348,6 +348,7 @@ impl HttpFront {
             Err(r) => return r,
         };
         self.router.sessions.remove(&principal.key(), &session.id);
+        self.router.record_session_closed(&session).await;
         StatusCode::NO_CONTENT.into_response()
     }
 }
