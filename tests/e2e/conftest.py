@@ -285,17 +285,23 @@ def gateway_toml(port: int, path: str, upstreams: Sequence[dict[str, Any]],
 ACCEPT = "application/json, text/event-stream"
 
 
+def sse_data(body: bytes) -> list[bytes]:
+    """The data of each event of an event-stream body that has any (a priming event has none)."""
+    out: list[bytes] = []
+    for event in body.replace(b"\r\n", b"\n").split(b"\n\n"):
+        data = b"\n".join(line[5:].removeprefix(b" ") for line in event.split(b"\n") if line.startswith(b"data:"))
+        if data.strip():
+            out.append(data)
+    return out
+
+
 def rpc_payload(content_type: str, body: bytes) -> bytes:
     """The JSON-RPC message an HTTP answer carries, sent as JSON or as an event stream. On a
     stream (which may open with a priming event of empty data), the response is the message
     with an `id` and a `result` or `error`; without one, the last message."""
     if not content_type.lower().startswith("text/event-stream"):
         return body
-    messages: list[bytes] = []
-    for event in body.replace(b"\r\n", b"\n").split(b"\n\n"):
-        data = b"\n".join(line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:"))
-        if data.strip():
-            messages.append(data)
+    messages = sse_data(body)
     for m in messages:
         try:
             parsed = json.loads(m)

@@ -12,12 +12,11 @@ import signal
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
-from test_auth import INIT, post
+from conftest import post
+from test_auth import INIT
 
 CLIENTS = 6
 MIN_ACKS_BEFORE_KILL = 150

@@ -16,9 +16,12 @@ INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
     "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "auth-test", "version": "1"}}}
 
 
-def create_key(moat_bin: str, keys_file: Path, subject: str) -> str:
-    out = subprocess.run([moat_bin, "keys", "create", "--file", str(keys_file), "--subject", subject],
-                         capture_output=True, text=True, timeout=30, check=True)
+def create_key(moat_bin: str, keys_file: Path, subject: str, *scopes: str) -> str:
+    """A new API key for `subject` in `keys_file`, with `scopes` (`moat keys create --scope`)."""
+    argv = [moat_bin, "keys", "create", "--file", str(keys_file), "--subject", subject]
+    for s in scopes:
+        argv += ["--scope", s]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True)
     return out.stdout.strip().splitlines()[-1].strip()
 
 

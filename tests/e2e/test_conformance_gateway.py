@@ -15,10 +15,11 @@ from typing import Any, Callable
 
 import pytest
 
+from conftest import sse_data
+
 # Scenarios whose checks depend on the server answering a POST with an event stream (priming
-# event with an id, `retry` field). The gateway answers JSON when nothing precedes the
-# response and does not assign event ids on its own streams yet, so there the suite marks
-# those checks "not applicable" instead of running them.
+# event with an id, `retry` field); a server that answers JSON gets those checks marked "not
+# applicable" instead of run, so a count of checks run tells the two apart.
 SSE_SCENARIOS = ["server-sse-polling", "server-sse-multiple-streams"]
 
 
@@ -82,24 +83,20 @@ def test_gateway_runs_every_sse_check_its_upstream_runs(
 PROGRESS_CALLS = 60
 
 
-def post_json(url: str, body: dict[str, Any], sid: str | None = None) -> tuple[Any, str]:
+def post_json(url: str, body: dict[str, Any], sid: str | None = None) -> tuple[Any, bytes]:
     headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
     if sid:
         headers |= {"Mcp-Session-Id": sid, "MCP-Protocol-Version": "2025-06-18"}
     req = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers)
     with urllib.request.urlopen(req, timeout=30) as resp:
-        return resp.headers, resp.read().decode()
+        return resp.headers, resp.read()
 
 
-def messages_of(headers: Any, body: str) -> list[dict[str, Any]]:
+def messages_of(headers: Any, body: bytes) -> list[dict[str, Any]]:
+    """Every message of an answer: one JSON body, or each event of a stream in order."""
     if not headers.get("Content-Type", "").startswith("text/event-stream"):
         return [json.loads(body)]
-    out = []
-    for block in body.replace("\r\n", "\n").split("\n\n"):
-        data = "\n".join(line[5:].removeprefix(" ") for line in block.split("\n") if line.startswith("data:"))
-        if data:
-            out.append(json.loads(data))
-    return out
+    return [json.loads(data) for data in sse_data(body)]
 
 
 @pytest.mark.parametrize("upstream_kind", ["stdio", "http"])
@@ -164,6 +161,6 @@ def test_a_calls_notifications_never_reach_another_session(
     for i in range(PROGRESS_CALLS):
         _, body = post_json(gw.url, {"jsonrpc": "2.0", "id": i + 1, "method": "tools/call",
                                      "params": {"name": "test_tool_with_logging", "arguments": {}}}, a)
-        assert '"result"' in body, body
+        assert b'"result"' in body, body
     time.sleep(1)
     assert received == [], f"session B received {len(received)} of session A's messages, e.g. {received[:2]}"

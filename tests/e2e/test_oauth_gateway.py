@@ -11,8 +11,8 @@ import subprocess
 from pathlib import Path
 from typing import Any, Callable
 
-from conftest import OidcProvider
-from test_auth import INIT, post
+from conftest import OidcProvider, post
+from test_auth import INIT, create_key
 
 CLIENTS = Path(__file__).resolve().parent / "clients"
 SERVERS = Path(__file__).resolve().parent / "servers"
@@ -119,14 +119,6 @@ def test_insufficient_scope_is_403_naming_the_scope_and_other_audiences_are_refu
     other = oidc_provider.client_credentials_token("moat-cc", "moat-cc-secret", "https://other.example/mcp", "mcp:read")
     status, headers, _ = post(gw.url, INIT, {"Authorization": f"Bearer {other}"})
     assert status == 401 and headers.get("www-authenticate", "").startswith("Bearer")
-
-
-def create_key(moat_bin: str, keys_file: Path, subject: str, *scopes: str) -> str:
-    argv = [moat_bin, "keys", "create", "--file", str(keys_file), "--subject", subject]
-    for s in scopes:
-        argv += ["--scope", s]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True)
-    return out.stdout.strip().splitlines()[-1].strip()
 
 
 def test_scope_rules_apply_to_api_keys(moat_bin: str, gateway: Callable[..., Any], tmp_path: Path) -> None:

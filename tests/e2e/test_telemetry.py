@@ -22,7 +22,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from test_auth import INIT, create_key, post
+from conftest import post
+from test_auth import INIT, create_key
 
 SERVERS = Path(__file__).resolve().parent / "servers"
 UPSTREAM_TOKEN = "upstream-secret-7f3a9c"

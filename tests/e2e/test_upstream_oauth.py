@@ -15,8 +15,8 @@ from typing import Any, Callable
 
 import pytest
 
-from conftest import OidcProvider
-from test_auth import INIT, create_key, post
+from conftest import OidcProvider, post
+from test_auth import INIT, create_key
 
 SERVERS = Path(__file__).resolve().parent / "servers"
 

@@ -311,17 +311,11 @@ mod tests {
     fn record(decision: Decision, rules: &[&str]) -> DecisionRecord {
         DecisionRecord {
             principal: "alice".into(),
-            client_id: None,
             session: "s1".into(),
             upstream: "fs".into(),
-            method: "tools/call".into(),
             target: "read_file".into(),
-            decision,
             rules: rules.iter().map(|r| (*r).to_owned()).collect(),
-            reason: String::new(),
-            latency: None,
-            result_bytes: None,
-            arguments: None,
+            ..DecisionRecord::new("tools/call", decision)
         }
     }
 

@@ -848,18 +848,11 @@ impl Router {
     /// tool): the decision is Moat's own, made when the list came in, whoever asked for it.
     async fn record_quarantine(&self, upstream: &str, method: &str, name: &str, q: Quarantine) {
         let record = DecisionRecord {
-            principal: String::new(),
-            client_id: None,
-            session: String::new(),
             upstream: upstream.to_string(),
-            method: method.to_string(),
             target: name.to_string(),
-            decision: Decision::Quarantine,
             rules: q.rules,
             reason: q.reason,
-            latency: None,
-            result_bytes: None,
-            arguments: None,
+            ..DecisionRecord::new(method, Decision::Quarantine)
         };
         let _ = self.commit(record, Bytes::new(), None).await;
     }
@@ -876,17 +869,9 @@ impl Router {
     pub async fn record_refusal(&self, principal: &str, method: &str, reason: &str, rule: &str) {
         let record = DecisionRecord {
             principal: principal.to_string(),
-            client_id: None,
-            session: String::new(),
-            upstream: String::new(),
-            method: method.to_string(),
-            target: String::new(),
-            decision: Decision::Deny,
             rules: vec![rule.to_string()],
             reason: reason.to_string(),
-            latency: None,
-            result_bytes: None,
-            arguments: None,
+            ..DecisionRecord::new(method, Decision::Deny)
         };
         let _ = self.commit(record, Bytes::new(), None).await;
     }

@@ -39,17 +39,13 @@ async fn start(metrics: Arc<Metrics>) -> Admin {
 fn decision(decision: Decision, rules: &[&str]) -> DecisionRecord {
     DecisionRecord {
         principal: "alice".into(),
-        client_id: None,
         session: "s1".into(),
         upstream: "fs".into(),
-        method: "tools/call".into(),
         target: "read_file".into(),
-        decision,
         rules: rules.iter().map(|r| (*r).to_owned()).collect(),
-        reason: String::new(),
         latency: Some(Duration::from_millis(3)),
         result_bytes: Some(10),
-        arguments: None,
+        ..DecisionRecord::new("tools/call", decision)
     }
 }
 

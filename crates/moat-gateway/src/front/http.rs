@@ -133,12 +133,7 @@ impl HttpFront {
             Err(e) => {
                 tracing::info!(target: "moat::decision", decision = "deny", reason = %e, "request not authenticated");
                 self.router.record_refusal("", "", &e.to_string(), "MOAT-AUTH-001").await;
-                let parts = e.into_response_parts();
-                let mut r = http_error(parts.status, code::INVALID_REQUEST, parts.message);
-                if let Some(h) = parts.www_authenticate {
-                    r.headers_mut().insert(header::WWW_AUTHENTICATE, h);
-                }
-                Err(r)
+                Err(auth_error_response(&e))
             }
         }
     }
@@ -159,12 +154,7 @@ impl HttpFront {
         let Err(e) = self.authn.check_scopes(principal, &required) else { return Ok(()) };
         tracing::info!(target: "moat::decision", decision = "deny", principal = %principal.key(), method, tool = tool.as_deref().unwrap_or_default(), reason = %e, "insufficient scope");
         self.router.record_refusal(&principal.key(), method, &e.to_string(), "MOAT-AUTH-002").await;
-        let parts = e.into_response_parts();
-        let mut r = http_error(parts.status, code::INVALID_REQUEST, parts.message);
-        if let Some(h) = parts.www_authenticate {
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, h);
-        }
-        Err(r)
+        Err(auth_error_response(&e))
     }
 
     async fn session(&self, principal: &moat_auth::Principal, headers: &HeaderMap) -> Result<Arc<Session>, Response> {
@@ -455,6 +445,17 @@ fn json_response(status: StatusCode, body: Bytes, extra: Option<(&'static str, H
 }
 
 /// An HTTP error whose body is a JSON-RPC error naming what was wrong.
+/// The answer to a refused credential: 401 or 403 with the `WWW-Authenticate` challenge that
+/// tells the client what to do (sign in, or ask for more scopes).
+fn auth_error_response(e: &moat_auth::AuthError) -> Response {
+    let parts = e.into_response_parts();
+    let mut r = http_error(parts.status, code::INVALID_REQUEST, parts.message);
+    if let Some(h) = parts.www_authenticate {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, h);
+    }
+    r
+}
+
 pub fn http_error(status: StatusCode, c: i64, message: &str) -> Response {
     json_response(status, jsonrpc::error_response(None, c, message, None), None)
 }

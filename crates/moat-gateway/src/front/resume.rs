@@ -171,7 +171,7 @@ impl StreamLog {
     }
 
     /// The priming event: this stream's id at `seq` 0, the `retry` delay, and empty data.
-    pub fn priming_event(&self) -> Bytes {
+    fn priming_event(&self) -> Bytes {
         Bytes::from(format!("id: {}.0\nretry: {RETRY_MS}\ndata: \n\n", self.no))
     }
 

@@ -40,6 +40,25 @@ pub struct DecisionRecord {
 }
 
 impl DecisionRecord {
+    /// A record of `decision` on a `method` message with every other fact empty, for the
+    /// caller to fill in (`DecisionRecord { rules, ..DecisionRecord::new(m, d) }`).
+    pub fn new(method: &str, decision: Decision) -> DecisionRecord {
+        DecisionRecord {
+            principal: String::new(),
+            client_id: None,
+            session: String::new(),
+            upstream: String::new(),
+            method: method.to_string(),
+            target: String::new(),
+            decision,
+            rules: Vec::new(),
+            reason: String::new(),
+            latency: None,
+            result_bytes: None,
+            arguments: None,
+        }
+    }
+
     /// The audit log's view of this record. Arguments become a digest, and are kept only
     /// with `include_arguments`, after secret and PII redaction.
     pub fn into_audit_event(self, detector: &moat_detect::Detector, include_arguments: bool) -> moat_audit::AuditEvent {
